@@ -1,0 +1,69 @@
+"""Input validation shared by the public API (errors name the argument)."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+
+def as_matrix(x, name, *, min_ndim=2, max_ndim=None):
+    """Return ``x`` as a finite float array with ``min_ndim <= ndim``; ValueError otherwise.
+
+    Trailing two axes are the matrix axes, leading axes (if allowed) are batch axes.
+    """
+    try:
+        arr = np.asarray(x, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a real array, got {type(x).__name__}") from exc
+    max_ndim = min_ndim if max_ndim is None else max_ndim
+    if not (min_ndim <= arr.ndim <= max_ndim):
+        shape = "(d, k)" if max_ndim == 2 else "(..., rows, cols)"
+        raise ValueError(f"{name} must have shape {shape}, got ndim={arr.ndim} shape={arr.shape}")
+    if arr.shape[-1] == 0 or arr.shape[-2] == 0:
+        raise ValueError(f"{name} must have nonzero dimensions, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must contain only finite values")
+    return arr
+
+
+def positive_int(x, name, minimum=1):
+    """Return ``x`` as an int >= minimum; TypeError/ValueError naming ``name`` otherwise."""
+    if isinstance(x, bool) or not isinstance(x, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {x!r}")
+    if x < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {x}")
+    return int(x)
+
+
+def finite_float(x, name, *, lo=None, hi=None, lo_open=False, hi_open=False):
+    """Return ``x`` as a finite float within the given bounds; ValueError naming ``name``."""
+    if isinstance(x, bool):
+        raise TypeError(f"{name} must be a real number, got {x!r}")
+    try:
+        v = float(x)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a real number, got {x!r}") from exc
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {x!r}")
+    if lo is not None and (v < lo or (lo_open and v == lo)):
+        rel = ">" if lo_open else ">="
+        raise ValueError(f"{name} must be {rel} {lo}, got {v}")
+    if hi is not None and (v > hi or (hi_open and v == hi)):
+        rel = "<" if hi_open else "<="
+        raise ValueError(f"{name} must be {rel} {hi}, got {v}")
+    return v
+
+
+def time_grid(t, name="t"):
+    """Return a 1-D float array of finite, non-negative, strictly increasing times."""
+    arr = np.atleast_1d(np.asarray(t, dtype=float))
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array of times, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must contain only finite values")
+    if np.any(arr < 0):
+        raise ValueError(f"{name} must be non-negative, got min {arr.min()}")
+    if np.any(np.diff(arr) <= 0):
+        raise ValueError(f"{name} must be strictly increasing")
+    return arr

@@ -1,0 +1,1 @@
+"""Symbolic derivations (import sympy).  Run them all with ``symflow derive``."""

@@ -1,0 +1,277 @@
+"""Derivation of the population risk, its gradient and the overlap flow.
+
+A model is a teacher-student pair of shallow networks with polynomial activations.
+The population risk is a sum over *pairs* of hidden units of Gaussian expectations:
+with local fields h_i = W[:, i].x and g_k = W*[:, k].x,
+
+    E[(f - f*)^2] = sum_ij a_i a_j E[s(h_i) s(h_j)] - 2 sum_ik a_i a*_k E[s(h_i) s*(g_k)]
+                    + sum_kl a*_k a*_l E[s*(g_k) s*(g_l)],
+
+and each pair expectation is a polynomial ``phi(x, y, z)`` in the pair's covariance
+``[[x, z], [z, y]]`` (x, y: diagonal entries of Q or P; z: the entry of Q, M or P),
+computed by the Isserlis engine :func:`symflow.moments.expect`.  The same formula
+holds for i = j (the pair then has x = y = z).  Summing ``phi`` over pairs gives the
+trace/matrix form for any widths; expanding it for given widths gives the entry-wise
+polynomial, which is checked against a direct ``expect`` of (f - f*)^2 over all
+m + m* fields (tests).
+
+The gradient with respect to the overlaps follows by differentiating each monomial
+``x^p y^q z^r`` (sympy), and the gradient in weight space and the overlap ODEs by the
+chain rule for Q = W^T W, M = W^T W* (MATH.md sections 3-4):
+
+    grad_W L = W (G_Q + G_Q^T) + W* G_M^T,
+    dQ/dt = -(S Q + Q S + G_M M^T + M G_M^T),   dM/dt = -(S M + G_M P),  S = G_Q + G_Q^T,
+
+where G_Q = dL/dQ, G_M = dL/dM treat all entries as independent.
+
+Source: MATH.md sections 2-4.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from symflow.moments import expect
+
+__all__ = ["ModelSpec", "Block", "PAPER_MODEL", "derive_blocks", "risk_sum_expr",
+           "entrywise_risk", "direct_entrywise_risk", "entrywise_weight_flow",
+           "chain_rule_flow"]
+
+# pair covariance variables
+x, y, z = sp.symbols("x y z", real=True)
+_u, _v = sp.symbols("u v", real=True)
+_s = sp.Symbol("s", real=True)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A teacher-student model to derive.
+
+    Attributes
+    ----------
+    name : str
+        Identifier used for generated modules (``symflow/generated/<name>_numpy.py``).
+    activation, teacher_activation : sympy.Expr
+        Polynomials in the symbol ``s`` (module attribute ``symflow.derivation.model._s``).
+    loss_scale : sympy number
+        Risk = loss_scale * E[(f - y)^2] + weight_decay / 2 * ||W||_F^2.
+    noise, weight_decay : sympy number
+        Label-noise variance and L2 penalty.
+    weighted : bool
+        If True the generated kernels take second-layer weights ``a``, ``a_star``.
+    """
+
+    name: str
+    activation: sp.Expr
+    teacher_activation: sp.Expr
+    loss_scale: sp.Expr = sp.Rational(1, 4)
+    noise: sp.Expr = sp.Integer(0)
+    weight_decay: sp.Expr = sp.Integer(0)
+    weighted: bool = False
+    description: str = ""
+
+
+PAPER_MODEL = ModelSpec(
+    name="quadratic",
+    activation=_s**2,
+    teacher_activation=_s**2,
+    description="Quadratic activation, unit second layer, loss 1/4 E[(f - f*)^2] "
+    "(Martin, Bach, Biroli 2024; MATH.md sections 1-4).",
+)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One pair sum  coef * sum_ij u_i v_j phi(X_ii, Y_jj, C_ij).
+
+    ``row``/``col``: overlap matrix whose diagonal gives x / y ('Q' or 'P');
+    ``cross``: matrix holding z ('Q', 'M' or 'P'); ``row_weight``/``col_weight``:
+    'a' or 'a_star'; ``monomials``: list of (coefficient, p, q, r) for
+    coef * x^p y^q z^r (coefficient already includes the block factor).
+    """
+
+    name: str
+    row: str
+    col: str
+    cross: str
+    row_weight: str
+    col_weight: str
+    phi: sp.Expr
+    monomials: tuple = field(default_factory=tuple)
+
+
+def pair_moment(sig1, sig2):
+    """E[sig1(u) sig2(v)] for (u, v) ~ N(0, [[x, z], [z, y]]) via Isserlis (polynomial)."""
+    cov = sp.Matrix([[x, z], [z, y]])
+    return expect(sp.expand(sig1.subs(_s, _u) * sig2.subs(_s, _v)), [_u, _v], cov)
+
+
+def derive_blocks(spec: ModelSpec):
+    """Pair blocks of the risk of ``spec``: list of :class:`Block` (QQ, QM, PP, and W).
+
+    The 'W' block is the weight-decay term weight_decay/2 * sum_i Q_ii (one-body,
+    encoded as a pair block with col = None).
+    """
+    ls = sp.sympify(spec.loss_scale)
+    parts = [
+        ("QQ", "Q", "Q", "Q", "a", "a", ls, spec.activation, spec.activation),
+        ("QM", "Q", "P", "M", "a", "a_star", -2 * ls, spec.activation, spec.teacher_activation),
+        ("PP", "P", "P", "P", "a_star", "a_star", ls, spec.teacher_activation,
+         spec.teacher_activation),
+    ]
+    blocks = []
+    for name, row, col, cross, rw, cw, coef, s1, s2 in parts:
+        phi = pair_moment(s1, s2)
+        poly = sp.Poly(sp.expand(coef * phi), x, y, z)
+        monos = tuple((c, p, q, r) for (p, q, r), c in sorted(poly.terms()))
+        blocks.append(Block(name, row, col, cross, rw, cw, phi, monos))
+    return blocks
+
+
+def constant_term(spec: ModelSpec):
+    """Risk term independent of the overlaps: loss_scale * noise."""
+    return sp.sympify(spec.loss_scale) * sp.sympify(spec.noise)
+
+
+# ---------------------------------------------------------------- symbolic forms
+def _mat(name, rows, cols):
+    return sp.Matrix(rows, cols, lambda i, j: sp.Symbol(f"{name}_{i}{j}", real=True))
+
+
+def overlap_symbols(m, m_star):
+    """Symbolic symmetric Q (m x m), general M (m x m*), symmetric P (m* x m*)."""
+    Q = sp.Matrix(m, m, lambda i, j: sp.Symbol(f"Q_{min(i, j)}{max(i, j)}", real=True))
+    P = sp.Matrix(m_star, m_star,
+                  lambda i, j: sp.Symbol(f"P_{min(i, j)}{max(i, j)}", real=True))
+    M = _mat("M", m, m_star)
+    return Q, M, P
+
+
+def risk_sum_expr(spec: ModelSpec):
+    """The risk as an indexed double sum for arbitrary widths (trace/matrix form).
+
+    Returns a sympy expression in IndexedBase objects Q, M, P, a, a_star with
+    symbolic widths m, m_star (``sympy.Sum``); ``.doit()`` at given widths
+    reproduces the entry-wise polynomial.
+    """
+    m, ms = sp.symbols("m m_star", integer=True, positive=True)
+    i, j = sp.symbols("i j", integer=True)
+    base = {n: sp.IndexedBase(n) for n in ("Q", "M", "P", "a", "a_star")}
+    width = {"Q": m, "P": ms}
+    total = constant_term(spec)
+    for b in derive_blocks(spec):
+        term = 0
+        for c, p, q, r in b.monomials:
+            term += c * base[b.row][i, i] ** p * base[b.col][j, j] ** q \
+                * base[b.cross][i, j] ** r
+        if spec.weighted:
+            term = base[b.row_weight][i] * base[b.col_weight][j] * term
+        total += sp.Sum(term, (i, 0, width[b.row] - 1), (j, 0, width[b.col] - 1))
+    if spec.weight_decay != 0:
+        total += spec.weight_decay / 2 * sp.Sum(base["Q"][i, i], (i, 0, m - 1))
+    return total
+
+
+def entrywise_risk(spec: ModelSpec, m, m_star, a=None, a_star=None):
+    """Risk for given widths as a polynomial in the entries of Q, M, P (from the pair sums)."""
+    Q, M, P = overlap_symbols(m, m_star)
+    mats = {"Q": Q, "M": M, "P": P}
+    a = [1] * m if a is None else list(a)
+    a_star = [1] * m_star if a_star is None else list(a_star)
+    w = {"a": a, "a_star": a_star}
+    total = constant_term(spec)
+    for b in derive_blocks(spec):
+        X, Y, C = mats[b.row], mats[b.col], mats[b.cross]
+        for ii in range(X.shape[0]):
+            for jj in range(Y.shape[0]):
+                total += w[b.row_weight][ii] * w[b.col_weight][jj] * b.phi.subs(
+                    {x: X[ii, ii], y: Y[jj, jj], z: C[ii, jj]}, simultaneous=True) \
+                    * _block_coef(spec, b)
+    total += spec.weight_decay / 2 * Q.trace()
+    return sp.expand(total), (Q, M, P)
+
+
+def _block_coef(spec, b):
+    ls = sp.sympify(spec.loss_scale)
+    return -2 * ls if b.name == "QM" else ls
+
+
+def direct_entrywise_risk(spec: ModelSpec, m, m_star, a=None, a_star=None):
+    """Independent path: loss_scale * E[(f - f*)^2] by one ``expect`` over all m + m* fields."""
+    Q, M, P = overlap_symbols(m, m_star)
+    cov = sp.Matrix(sp.BlockMatrix([[Q, M], [M.T, P]]))
+    h = sp.symbols(f"h0:{m}", real=True)
+    g = sp.symbols(f"g0:{m_star}", real=True)
+    a = [1] * m if a is None else list(a)
+    a_star = [1] * m_star if a_star is None else list(a_star)
+    f = sum(a[i] * spec.activation.subs(_s, h[i]) for i in range(m))
+    fs = sum(a_star[k] * spec.teacher_activation.subs(_s, g[k]) for k in range(m_star))
+    val = spec.loss_scale * (expect(sp.expand((f - fs) ** 2), list(h) + list(g), cov)
+                             + spec.noise)
+    return sp.expand(val + spec.weight_decay / 2 * Q.trace()), (Q, M, P)
+
+
+def overlap_gradients(spec: ModelSpec, m, m_star):
+    """G_Q = dL/dQ and G_M = dL/dM, entries treated as independent (symbolic, small widths)."""
+    Qg = _mat("Q", m, m)
+    Ps = _mat("P", m_star, m_star)
+    Q, M, P = overlap_symbols(m, m_star)
+    L, _ = entrywise_risk(spec, m, m_star)
+    # un-symmetrise: replace Q_ij (i<=j) by the general entry in the same position
+    # of the sum that produced it is not recoverable; instead differentiate the pair
+    # sums directly in general (non-symmetric) matrices.
+    mats = {"Q": Qg, "M": M, "P": Ps}
+    total = 0
+    for b in derive_blocks(spec):
+        X, Y, C = mats[b.row], mats[b.col], mats[b.cross]
+        for ii in range(X.shape[0]):
+            for jj in range(Y.shape[0]):
+                total += b.phi.subs({x: X[ii, ii], y: Y[jj, jj], z: C[ii, jj]},
+                                    simultaneous=True) * _block_coef(spec, b)
+    total += spec.weight_decay / 2 * Qg.trace()
+    GQ = Qg.applyfunc(lambda e: sp.diff(total, e))
+    GM = M.applyfunc(lambda e: sp.diff(total, e))
+    sym = {Qg[i, j]: Q[i, j] for i in range(m) for j in range(m)}
+    sym.update({Ps[i, j]: P[i, j] for i in range(m_star) for j in range(m_star)})
+    del L
+    return GQ.subs(sym), GM.subs(sym), (Q, M, P)
+
+
+def chain_rule_flow(GQ, GM, Q, M, P):
+    """Overlap ODE right-hand side from the overlap gradients (chain rule, matrix form)."""
+    S = GQ + GQ.T
+    dQ = -(S * Q + Q * S + GM * M.T + M * GM.T)
+    dM = -(S * M + GM * P)
+    return dQ, dM
+
+
+def entrywise_weight_flow(spec: ModelSpec, d, m, m_star):
+    """Independent path at small (d, m, m*): dQ/dt and dM/dt from dW/dt = -grad_W L.
+
+    W and W* are d x m and d x m* matrices of symbols; the risk is the entry-wise
+    polynomial with Q = W^T W, M = W^T W*, P = W*^T W*; grad_W is computed by sympy
+    differentiation with respect to each entry of W; then
+    dQ/dt = -(grad^T W + W^T grad), dM/dt = -grad^T W*.
+
+    Returns (dQ, dM, W, Ws) as sympy matrices in the entries of W and W*.
+    """
+    W = _mat("W", d, m)
+    Ws = _mat("V", d, m_star)
+    L, (Q, M, P) = entrywise_risk(spec, m, m_star)
+    Qw, Mw, Pw = W.T * W, W.T * Ws, Ws.T * Ws
+    sub = {}
+    for i in range(m):
+        for j in range(i, m):
+            sub[Q[i, j]] = Qw[i, j]
+        for k in range(m_star):
+            sub[M[i, k]] = Mw[i, k]
+    for k in range(m_star):
+        for l in range(k, m_star):
+            sub[P[k, l]] = Pw[k, l]
+    Lw = L.xreplace(sub)
+    grad = W.applyfunc(lambda e: sp.diff(Lw, e))
+    dQ = (-(grad.T * W + W.T * grad)).applyfunc(sp.expand)
+    dM = (-(grad.T * Ws)).applyfunc(sp.expand)
+    return dQ, dM, W, Ws

@@ -1,0 +1,93 @@
+"""The derivation pipeline: every derived artefact, rebuilt by ``symflow derive``.
+
+Each entry of :data:`ENTRIES` is a function returning ``{relative_path: text}``; the
+pipeline runs them in order (moments -> risk -> gradient -> overlap ODEs -> exact
+reduction -> limit system) and writes generated kernel modules, derivation notes and
+a manifest.  Adding a model variant is one more entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _model_entry(spec):
+    def build():
+        from symflow.codegen import render_model_module
+        from symflow.derivation.model import derive_blocks
+
+        blocks = derive_blocks(spec)
+        return {f"symflow/generated/{spec.name}_{be}.py": render_model_module(spec, blocks, be)
+                for be in ("numpy", "mpmath")}
+    build.__name__ = f"model_{spec.name}"
+    return build
+
+
+def _limit_entry():
+    from symflow.codegen import render_scalar_module
+    from symflow.derivation import wachter
+
+    ks = wachter.kernels()
+    title = "Closed forms of the high-dimensional limit (Wachter law, MATH.md section 6)"
+    return {f"symflow/generated/limit_{be}.py": render_scalar_module(title, ks, be)
+            for be in ("numpy", "mpmath")}
+
+
+def entries():
+    """Ordered list of (name, builder) derivation entries."""
+    from symflow.derivation.model import PAPER_MODEL
+
+    return [("quadratic_model", _model_entry(PAPER_MODEL)), ("limit", _limit_entry)]
+
+
+def build_all():
+    """Run every derivation entry; returns ``{relative_path: text}`` (deterministic)."""
+    out = {"symflow/generated/__init__.py": '"""Generated kernels (symflow derive)."""\n'}
+    for _name, build in entries():
+        out.update(build())
+    return out
+
+
+def manifest(artefacts):
+    """JSON manifest text with a sha256 per artefact and the sympy version."""
+    import sympy
+
+    data = {"generator": "symflow derive", "sympy": sympy.__version__,
+            "artefacts": {p: hashlib.sha256(t.encode()).hexdigest()
+                          for p, t in sorted(artefacts.items())}}
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def _atomic_write(path: Path, text: str):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def write_all(root=ROOT):
+    """Write every artefact and the manifest under ``root``; returns the list of paths."""
+    arts = build_all()
+    arts["derivations/manifest.json"] = manifest(arts)
+    for rel, text in sorted(arts.items()):
+        _atomic_write(Path(root) / rel, text)
+    return sorted(arts)
+
+
+def check(root=ROOT):
+    """Paths whose committed content differs from a fresh derivation (empty list: fresh)."""
+    arts = build_all()
+    arts["derivations/manifest.json"] = manifest(arts)
+    stale = []
+    for rel, text in sorted(arts.items()):
+        p = Path(root) / rel
+        if not p.exists() or p.read_text(encoding="utf-8") != text:
+            stale.append(rel)
+    return stale

@@ -1,0 +1,198 @@
+"""Numpy kernels of the paper's model: overlaps, population risk, gradient, overlap flow.
+
+Thin validated wrappers around the generated module
+:mod:`symflow.generated.quadratic_numpy` (derived by :mod:`symflow.derivation.model`,
+rendered by :mod:`symflow.codegen`).  Importing this module does not import sympy.
+
+Conventions (MATH.md sections 1-4): W (d, m) with columns already carrying 1/sqrt(m),
+W_star (d, m*); Z = W W^T; L = 1/4 E[(f_W - f*)^2]; Q = W^T W, M = W^T W*, P = W*^T W*.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from symflow._validate import as_matrix
+from symflow.generated import quadratic_numpy as _gen
+
+__all__ = ["overlaps", "risk_from_overlaps", "risk", "risk_grad", "overlap_grad", "overlap_flow"]
+
+
+def _pair(W, W_star):
+    W = as_matrix(W, "W")
+    W_star = as_matrix(W_star, "W_star")
+    if W.shape[0] != W_star.shape[0]:
+        raise ValueError(f"W and W_star must have the same number of rows d, got W.shape={W.shape}"
+                         f" and W_star.shape={W_star.shape}")
+    return W, W_star
+
+
+def _overlap_args(Q, M, P):
+    Q = as_matrix(Q, "Q", min_ndim=2, max_ndim=64)
+    M = as_matrix(M, "M", min_ndim=2, max_ndim=64)
+    P = as_matrix(P, "P", min_ndim=2, max_ndim=64)
+    m, ms = M.shape[-2:]
+    if Q.shape[-2:] != (m, m):
+        raise ValueError(f"Q must have shape (..., m, m) with m = M.shape[-2] = {m}, got {Q.shape}")
+    if P.shape[-2:] != (ms, ms):
+        raise ValueError(f"P must have shape (..., m_star, m_star) with m_star = M.shape[-1] = {ms}"
+                         f", got {P.shape}")
+    try:
+        np.broadcast_shapes(Q.shape[:-2], M.shape[:-2], P.shape[:-2])
+    except ValueError as exc:
+        raise ValueError(f"batch shapes of Q {Q.shape}, M {M.shape}, P {P.shape} do not "
+                         "broadcast") from exc
+    return Q, M, P
+
+
+def overlaps(W, W_star):
+    """Overlap matrices of a student and a teacher.
+
+    Parameters
+    ----------
+    W : array, shape (d, m)
+        Student weights (columns carry the 1/sqrt(m) factor).
+    W_star : array, shape (d, m_star)
+        Teacher weights.
+
+    Returns
+    -------
+    Q : ndarray (m, m)
+        W^T W.
+    M : ndarray (m, m_star)
+        W^T W*.
+    P : ndarray (m_star, m_star)
+        W*^T W*.
+
+    Raises
+    ------
+    ValueError
+        Wrong ndim, zero-size widths, non-finite entries, or different d.
+
+    Source: MATH.md section 2.
+    """
+    W, W_star = _pair(W, W_star)
+    return W.T @ W, W.T @ W_star, W_star.T @ W_star
+
+
+def risk_from_overlaps(Q, M, P):
+    """Population risk L(Q, M, P) = 1/2(|Q|^2 - 2|M|^2 + |P|^2) + 1/4 (tr Q - tr P)^2.
+
+    Parameters
+    ----------
+    Q : array, shape (..., m, m)
+    M : array, shape (..., m, m_star)
+    P : array, shape (..., m_star, m_star)
+        Overlaps; leading axes are batch axes and broadcast.
+
+    Returns
+    -------
+    float or ndarray of shape (...)
+        The population risk (generated from the derived expression).
+
+    Raises
+    ------
+    ValueError
+        Inconsistent shapes or non-finite entries.
+
+    Source: MATH.md section 2.
+    """
+    Q, M, P = _overlap_args(Q, M, P)
+    out = _gen.risk_from_overlaps(Q, M, P)
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def overlap_grad(Q, M, P):
+    """Derivatives of the risk with respect to the overlaps, G_Q = dL/dQ, G_M = dL/dM.
+
+    Entries of Q are treated as independent variables (the gradient restricted to
+    symmetric Q is (G_Q + G_Q^T)/2 per entry pair).
+
+    Parameters
+    ----------
+    Q, M, P : arrays of shapes (..., m, m), (..., m, m_star), (..., m_star, m_star)
+
+    Returns
+    -------
+    G_Q : ndarray (..., m, m)
+    G_M : ndarray (..., m, m_star)
+
+    Raises
+    ------
+    ValueError
+        Inconsistent shapes or non-finite entries.
+
+    Source: MATH.md sections 2-3 (derived by differentiation of the pair monomials).
+    """
+    return _gen.overlap_grad(*_overlap_args(Q, M, P))
+
+
+def overlap_flow(Q, M, P):
+    """Right-hand side of the gradient flow on the overlaps, (dQ/dt, dM/dt).
+
+    Parameters
+    ----------
+    Q, M, P : arrays of shapes (..., m, m), (..., m, m_star), (..., m_star, m_star)
+
+    Returns
+    -------
+    dQ : ndarray (..., m, m)
+        -2 [2 (Q^2 - M M^T) + tau Q] for the paper's model, tau = tr Q - tr P.
+    dM : ndarray (..., m, m_star)
+        -[2 (Q M - M P) + tau M].
+    (dP/dt = 0.)  Time unit: t (not gamma).
+
+    Raises
+    ------
+    ValueError
+        Inconsistent shapes or non-finite entries.
+
+    Source: MATH.md section 4 (derived by the chain rule from the derived gradient).
+    """
+    return _gen.overlap_flow(*_overlap_args(Q, M, P))
+
+
+def risk(W, W_star):
+    """Population risk L(W) = 1/4 E_x[(f_W(x) - f*(x))^2], x ~ N(0, I_d).
+
+    Parameters
+    ----------
+    W : array, shape (d, m)
+    W_star : array, shape (d, m_star)
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        Wrong ndim, zero-size widths, non-finite entries, or different d.
+
+    Source: MATH.md section 2.
+    """
+    return risk_from_overlaps(*overlaps(W, W_star))
+
+
+def risk_grad(W, W_star):
+    """Gradient of the population risk with respect to W.
+
+    Parameters
+    ----------
+    W : array, shape (d, m)
+    W_star : array, shape (d, m_star)
+
+    Returns
+    -------
+    ndarray, shape (d, m)
+        grad_W L = [2 (Z - Z*) + tau I_d] W for the paper's model.
+
+    Raises
+    ------
+    ValueError
+        Wrong ndim, zero-size widths, non-finite entries, or different d.
+
+    Source: MATH.md section 3 (chain rule through Q = W^T W, M = W^T W*).
+    """
+    W, W_star = _pair(W, W_star)
+    return _gen.weight_grad(W, W_star)

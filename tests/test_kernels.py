@@ -1,0 +1,144 @@
+"""Generated numpy kernels against Monte Carlo, finite differences and closed forms."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import symflow
+from symflow.kernels import overlap_flow, overlaps, risk, risk_from_overlaps, risk_grad
+from symflow.montecarlo import monte_carlo_risk, monte_carlo_risk_grad
+
+
+def _instance(d, m, ms, seed, scale=1.0):
+    rng = np.random.default_rng(seed)
+    return (scale * rng.standard_normal((d, m)) / np.sqrt(d * m),
+            scale * rng.standard_normal((d, ms)) / np.sqrt(d * ms))
+
+
+CASES = [(1, 1, 1), (4, 1, 1), (1, 3, 2), (3, 5, 2), (6, 2, 4), (8, 4, 4)]
+
+
+@pytest.mark.parametrize("d, m, ms", CASES)
+def test_risk_vs_monte_carlo(d, m, ms):
+    W, Ws = _instance(d, m, ms, seed=d * 100 + m * 10 + ms, scale=2.0)
+    est, se = monte_carlo_risk(W, Ws, 200_000, seed=1)
+    assert abs(est - risk(W, Ws)) < 5 * se
+
+
+@pytest.mark.parametrize("d, m, ms", CASES)
+def test_grad_vs_monte_carlo(d, m, ms):
+    W, Ws = _instance(d, m, ms, seed=7 + d + m + ms, scale=2.0)
+    est, se = monte_carlo_risk_grad(W, Ws, 100_000, seed=2)
+    z = np.abs(est - risk_grad(W, Ws)) / se
+    # several entries: allow 5 sigma after a Bonferroni-sized margin
+    assert np.max(z) < 5.0 + np.log(W.size)
+
+
+@pytest.mark.parametrize("d, m, ms", CASES)
+def test_grad_vs_finite_differences(d, m, ms):
+    W, Ws = _instance(d, m, ms, seed=11, scale=2.0)
+    g = risk_grad(W, Ws)
+    h = 1e-5
+    fd = np.zeros_like(W)
+    for idx in np.ndindex(W.shape):
+        Wp, Wm = W.copy(), W.copy()
+        Wp[idx] += h
+        Wm[idx] -= h
+        fd[idx] = (risk(Wp, Ws) - risk(Wm, Ws)) / (2 * h)
+    assert np.linalg.norm(fd - g) <= 1e-6 * max(np.linalg.norm(g), 1e-3)
+
+
+def test_risk_matches_weight_space_closed_form():
+    W, Ws = _instance(7, 3, 5, seed=5)
+    A = W @ W.T - Ws @ Ws.T
+    assert np.isclose(risk(W, Ws), 0.5 * np.sum(A * A) + 0.25 * np.trace(A) ** 2, rtol=1e-13)
+    g = (2 * A + np.trace(A) * np.eye(7)) @ W
+    assert np.allclose(risk_grad(W, Ws), g, rtol=1e-12, atol=1e-15)
+
+
+def test_batched_risk_and_flow():
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((5, 3, 6, 4))
+    Ws = rng.standard_normal((6, 2))
+    Q = np.swapaxes(W, -1, -2) @ W
+    M = np.swapaxes(W, -1, -2) @ Ws
+    P = Ws.T @ Ws
+    out = risk_from_overlaps(Q, M, P)
+    assert out.shape == (5, 3)
+    dQ, dM = overlap_flow(Q, M, P)
+    assert dQ.shape == (5, 3, 4, 4) and dM.shape == (5, 3, 4, 2)
+    for i, j in [(0, 0), (4, 2)]:
+        assert np.isclose(out[i, j], risk(W[i, j], Ws), rtol=1e-13)
+        tau = np.trace(Q[i, j]) - np.trace(P)
+        ref = -2 * (2 * (Q[i, j] @ Q[i, j] - M[i, j] @ M[i, j].T) + tau * Q[i, j])
+        assert np.allclose(dQ[i, j], ref, rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 5), st.integers(0, 10**6))
+def test_properties(d, m, seed):
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((d, m))
+    Ws = rng.standard_normal((d, m)) * 0.5
+    assert risk(W, Ws) >= 0
+    O, _ = np.linalg.qr(rng.standard_normal((m, m)))
+    assert np.isclose(risk(W @ O, Ws), risk(W, Ws), rtol=1e-10, atol=1e-12)
+    assert abs(risk(Ws @ O, Ws)) < 1e-12 * (1 + np.sum(Ws**2) ** 2)
+
+
+def test_overlaps_shapes():
+    W, Ws = _instance(5, 3, 2, seed=0)
+    Q, M, P = overlaps(W, Ws)
+    assert Q.shape == (3, 3) and M.shape == (3, 2) and P.shape == (2, 2)
+
+
+@pytest.mark.parametrize("W, Ws, msg", [
+    (np.ones((3, 2)), np.ones((4, 2)), "same number of rows"),
+    (np.ones(3), np.ones((3, 2)), "W must have shape"),
+    (np.ones((3, 0)), np.ones((3, 2)), "nonzero"),
+    (np.full((3, 2), np.nan), np.ones((3, 2)), "finite"),
+    (np.ones((3, 2)), np.ones((2, 3, 2)), "W_star must have shape"),
+])
+def test_bad_inputs(W, Ws, msg):
+    with pytest.raises(ValueError, match=msg):
+        risk(W, Ws)
+    with pytest.raises(ValueError, match=msg):
+        risk_grad(W, Ws)
+
+
+def test_bad_samples():
+    W, Ws = _instance(3, 2, 2, seed=0)
+    with pytest.raises(ValueError, match="n_samples"):
+        monte_carlo_risk(W, Ws, 1)
+    with pytest.raises(TypeError, match="n_samples"):
+        monte_carlo_risk_grad(W, Ws, 2.5)
+
+
+def test_bad_overlap_shapes():
+    with pytest.raises(ValueError, match="Q must have shape"):
+        risk_from_overlaps(np.eye(3), np.ones((2, 1)), np.eye(1))
+    with pytest.raises(ValueError, match="P must have shape"):
+        risk_from_overlaps(np.eye(2), np.ones((2, 1)), np.eye(2))
+
+
+def test_monte_carlo_seeded_and_chunked(monkeypatch):
+    import symflow.montecarlo as mc
+
+    W, Ws = _instance(4, 2, 3, seed=0)
+    a = monte_carlo_risk(W, Ws, 5000, seed=4)
+    assert a == monte_carlo_risk(W, Ws, 5000, seed=4)
+    monkeypatch.setattr(mc, "_MAX_BYTES", 8 * 64 * 10)  # force many small chunks
+    b = monte_carlo_risk(W, Ws, 5000, seed=5)
+    assert abs(b[0] - risk(W, Ws)) < 5 * b[1]
+
+
+def test_import_does_not_load_sympy():
+    import subprocess
+    import sys
+
+    code = ("import sys, symflow, symflow.kernels, symflow.montecarlo; "
+            "symflow.risk; print('sympy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    assert callable(symflow.expect)
