@@ -58,6 +58,32 @@ def _cmd_risk(args):
     return 0
 
 
+def _cmd_run(args):
+    from symflow.run import run_job
+
+    s = run_job(d=args.d, m=args.m, m_star=args.m_star, init=args.init, teacher=args.teacher,
+                seed=args.seed, gamma_max=args.gamma_max, points=args.points,
+                method=args.method, out=args.out, progress=not args.json, eta=args.eta)
+    if args.json:
+        print(json.dumps(s))
+    else:
+        print(f"d={s['d']} m={s['m']} m*={s['m_star']} method={s['method']} seed={s['seed']}: "
+              f"gamma={s['gamma_max']:g}  risk={s['final_risk']:.6g}  chi={s['final_chi']:.6f}  "
+              f"phi={s['final_phi']:.6f}  ({s['wall_time_s']:.2f} s)")
+        print(f"wrote {s['out']}/trajectory.csv, meta.json, run.png")
+    return 0
+
+
+def _pos_float(s):
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}") from None
+    if not (v > 0 and v < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {s!r}")
+    return v
+
+
 def build_parser():
     p = _Parser(prog="symflow", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
@@ -69,6 +95,23 @@ def build_parser():
     r.add_argument("--samples", type=int, default=200_000)
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=_cmd_risk)
+    from symflow.run import INITS
+
+    r = sub.add_parser("run", help="main job: one gradient-flow run (paper Fig. 2/3, top panel)")
+    r.add_argument("--d", type=_pos_int, default=200)
+    r.add_argument("--m", type=_pos_int, default=100)
+    r.add_argument("--m-star", type=_pos_int, default=50)
+    r.add_argument("--init", choices=INITS, default="orthonormal")
+    r.add_argument("--teacher", choices=INITS, default="orthonormal")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--gamma-max", type=_pos_float, default=10.0)
+    r.add_argument("--points", type=_pos_int, default=400)
+    r.add_argument("--method", choices=("auto", "exact", "overlaps", "weights", "gd"),
+                   default="auto")
+    r.add_argument("--eta", type=_pos_float, default=1e-2, help="step of --method gd")
+    r.add_argument("--out", default="symflow-run")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=_cmd_run)
     for extra in _EXTRA_COMMANDS:
         extra(sub)
     return p

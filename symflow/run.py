@@ -1,0 +1,154 @@
+"""The main job: one gradient-flow run from a seeded instance, written to a directory.
+
+``symflow run`` defaults reproduce one repetition of the top panel of the paper's
+Figures 2/3 at d = 200: orthonormal start and teacher, (m, m*) = (d/2, d/4),
+gamma in (0, 10] (MATH.md section 8).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from symflow import init as _init
+from symflow._validate import finite_float, positive_int
+
+__all__ = ["make_instance", "run_job", "time_grid_gamma"]
+
+INITS = ("orthonormal", "gaussian", "gaussian-raw", "degenerate")
+
+
+def make_instance(d, m, m_star, init="orthonormal", teacher="orthonormal", seed=0):
+    """Seeded student start W0 (d, m) and teacher W* (d, m*).
+
+    ``init``/``teacher``: "orthonormal" (Haar, columns / sqrt(k)), "gaussian" (entries
+    N(0, 1/(d k))), "gaussian-raw" (N(0, 1/k)), "degenerate" (gaussian with input
+    direction 0 removed).  Student and teacher use independent streams spawned from
+    ``seed`` (numpy SeedSequence).
+
+    Raises
+    ------
+    ValueError
+        Unknown init name, or orthonormal with k > d.
+    """
+    for name, val in (("init", init), ("teacher", teacher)):
+        if val not in INITS:
+            raise ValueError(f"{name} must be one of {INITS}, got {val!r}")
+    s_student, s_teacher = np.random.SeedSequence(seed).spawn(2)
+
+    def build(kind, k, ss):
+        rng = np.random.default_rng(ss)
+        if kind == "orthonormal":
+            return _init.orthonormal(d, k, seed=rng)
+        if kind == "gaussian-raw":
+            return _init.gaussian(d, k, seed=rng, normalize=False)
+        W = _init.gaussian(d, k, seed=rng)
+        return _init.degenerate(W) if kind == "degenerate" else W
+
+    return build(init, m, s_student), build(teacher, m_star, s_teacher)
+
+
+def time_grid_gamma(gamma_max, points):
+    """gamma grid: 0 followed by ``points - 1`` log-spaced values up to ``gamma_max``."""
+    gamma_max = finite_float(gamma_max, "gamma_max", lo=0, lo_open=True)
+    points = positive_int(points, "points", minimum=2)
+    return np.concatenate([[0.0], np.geomspace(gamma_max * 1e-4, gamma_max, points - 1)])
+
+
+def _atomic_bytes(path: Path, writer):
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        writer(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def plot_run(traj, path):
+    """risk, phi and chi against gamma (log-x) into a PNG (atomic)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sel = traj.gamma > 0
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for ax, name in zip(axes, ("risk", "phi", "chi")):
+        ax.plot(traj.gamma[sel], getattr(traj, name)[sel])
+        ax.set_xscale("log")
+        ax.set_xlabel("gamma = t / d")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+    axes[0].set_yscale("log")
+    m = traj.meta
+    fig.suptitle(f"d={m['d']} m={m['m']} m*={m['m_star']} method={m['method']}")
+    fig.tight_layout()
+    _atomic_bytes(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+
+
+def run_job(d=200, m=100, m_star=50, init="orthonormal", teacher="orthonormal", seed=0,
+            gamma_max=10.0, points=400, method="auto", out="symflow-run", progress=True,
+            rtol=1e-10, eta=1e-2, plot=True):
+    """Run one simulation and write ``out``/trajectory.csv, meta.json and run.png.
+
+    Parameters
+    ----------
+    d, m, m_star : int
+        Input dimension and widths.
+    init, teacher : str
+        See :func:`make_instance`.
+    seed : int
+        Seed of the instance.
+    gamma_max : float
+        Horizon in gamma = t / d.
+    points : int
+        Number of output times (0 and log-spaced values).
+    method : {"auto", "exact", "overlaps", "weights", "gd"}
+        "auto": exact for orthonormal start and teacher, overlaps otherwise.
+    out : path
+        Output directory (created).
+    eta : float
+        Step for method="gd".
+
+    Returns
+    -------
+    dict
+        Summary: final risk, chi, phi, wall time, paths.
+
+    Raises
+    ------
+    ValueError
+        Bad parameters (see :func:`symflow.simulate.simulate`).
+    """
+    from symflow.simulate import simulate
+
+    d, m, m_star = (positive_int(v, n) for v, n in ((d, "d"), (m, "m"), (m_star, "m_star")))
+    gam = time_grid_gamma(gamma_max, points)
+    if method == "auto":
+        method = "exact" if init == teacher == "orthonormal" else "overlaps"
+    W0, Ws = make_instance(d, m, m_star, init, teacher, seed)
+    t0 = time.perf_counter()
+    traj = simulate(W0, Ws, gamma=gam, method=method, rtol=rtol,
+                    eta=eta if method == "gd" else None, seed=seed, progress=progress)
+    elapsed = time.perf_counter() - t0
+    traj.meta.update(init=init, teacher=teacher, gamma_max=gamma_max, points=points,
+                     wall_time_s=elapsed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    traj.to_csv(out / "trajectory.csv")
+    _atomic_bytes(out / "meta.json", lambda tmp: Path(tmp).write_text(
+        json.dumps(traj.meta, indent=2, sort_keys=True, default=str) + "\n"))
+    if plot:
+        plot_run(traj, out / "run.png")
+    return {"d": d, "m": m, "m_star": m_star, "method": method, "seed": seed,
+            "gamma_max": gamma_max, "final_risk": float(traj.risk[-1]),
+            "final_chi": float(traj.chi[-1]), "final_phi": float(traj.phi[-1]),
+            "wall_time_s": elapsed, "out": str(out)}

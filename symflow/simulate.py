@@ -1,0 +1,296 @@
+"""Gradient-flow simulators: overlaps, weights, exact (Riccati) and gradient descent.
+
+``simulate`` returns a :class:`Trajectory` aligned with the requested times.  All
+methods share the conventions of MATH.md sections 3-5: time ``t`` of the plain
+gradient flow dW/dt = -grad_W L (``gamma = t / d``), ``phi(t) = int_0^t tau(s) ds``
+integrated with the state, ``chi = ||M||_F^2 / (||Q||_F ||P||_F)`` and
+``dist = ||Z - Z*||_F``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.integrate import solve_ivp
+
+from symflow._validate import finite_float, time_grid
+from symflow.generated import quadratic_numpy as _gen
+from symflow.kernels import _pair
+
+__all__ = ["Trajectory", "simulate", "METHODS"]
+
+METHODS = ("overlaps", "weights", "exact", "gd")
+
+
+@dataclass
+class Trajectory:
+    """Result of :func:`simulate`.
+
+    Attributes
+    ----------
+    t : ndarray (n,)
+        Times of the gradient flow (for ``method="gd"``: ``eta * steps``).
+    gamma : ndarray (n,)
+        ``t / d``.
+    risk, phi, chi, dist : ndarray (n,)
+        Population risk, ``phi(t) = int_0^t tr(Z - Z*)``, overlap ``chi`` and
+        ``||Z - Z*||_F`` at those times.
+    Q : ndarray (n, m, m) or None
+        ``W^T W`` (None for ``method="exact"``, which fixes Z only up to a rotation of W).
+    M : ndarray (n, m, m_star) or None
+        ``W^T W*``.
+    meta : dict
+        Parameters (d, m, m_star, method, rtol, atol, solver, eta), seed if known,
+        package version, solver statistics.
+    """
+
+    t: np.ndarray
+    gamma: np.ndarray
+    risk: np.ndarray
+    phi: np.ndarray
+    chi: np.ndarray
+    dist: np.ndarray
+    Q: np.ndarray | None = None
+    M: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
+
+    COLUMNS = ("t", "gamma", "risk", "phi", "chi", "dist")
+
+    def to_csv(self, path):
+        """Write the columns t, gamma, risk, phi, chi, dist to ``path`` (atomic)."""
+        data = np.column_stack([np.asarray(getattr(self, c), dtype=float) for c in self.COLUMNS])
+        _atomic(path, lambda fh: np.savetxt(fh, data, delimiter=",", header=",".join(
+            self.COLUMNS), comments="", fmt="%.17g"), mode="w")
+
+    def to_npz(self, path):
+        """Write every array and the metadata (as JSON) to ``path`` (.npz, atomic)."""
+        arrays = {c: np.asarray(getattr(self, c), dtype=float) for c in self.COLUMNS}
+        for name in ("Q", "M"):
+            if getattr(self, name) is not None:
+                arrays[name] = getattr(self, name)
+        arrays["meta"] = np.array(json.dumps(self.meta, sort_keys=True, default=str))
+        _atomic(path, lambda fh: np.savez(fh, **arrays), mode="wb")
+
+
+def _atomic(path, write, mode):
+    path = os.fspath(path)
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, mode) as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def observables(Q, M, P):
+    """risk, chi, dist from overlaps batched over leading axes (MATH.md sections 2, 4).
+
+    Returns three arrays of shape Q.shape[:-2].
+    """
+    nq = np.sum(Q * Q, axis=(-2, -1))
+    nm = np.sum(M * M, axis=(-2, -1))
+    npp = np.sum(P * P, axis=(-2, -1))
+    chi = nm / np.sqrt(nq * npp)
+    dist = np.sqrt(np.maximum(nq - 2 * nm + npp, 0.0))
+    return _gen.risk_from_overlaps(Q, M, P), chi, dist
+
+
+def _progress(total, enabled):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=float(total), delay=1.0, unit="t", leave=False,
+                bar_format="{l_bar}{bar}| t={n:.3g}/{total:.3g} [{elapsed}<{remaining}]")
+
+
+class _Tick:
+    def __init__(self, bar):
+        self.bar, self.last = bar, 0.0
+
+    def __call__(self, t):
+        if self.bar is not None and t > self.last:
+            self.bar.update(t - self.last)
+            self.last = t
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _integrate(rhs, y0, t, solver, rtol, atol, tick):
+    def f(s, y):
+        tick(s)
+        return rhs(s, y)
+
+    sol = solve_ivp(f, (0.0, float(t[-1])), y0, method=solver, t_eval=t, rtol=rtol, atol=atol)
+    if not sol.success:
+        raise RuntimeError(f"solve_ivp failed ({solver}): {sol.message}")
+    return sol
+
+
+def _run_overlaps(W0, Ws, t, solver, rtol, atol, tick):
+    m, ms = W0.shape[1], Ws.shape[1]
+    Q0, M0, P = W0.T @ W0, W0.T @ Ws, Ws.T @ Ws
+    trP = np.trace(P)
+    nq = m * m
+
+    def rhs(_s, y):
+        Q = y[:nq].reshape(m, m)
+        Q = 0.5 * (Q + Q.T)
+        M = y[nq:-1].reshape(m, ms)
+        dQ, dM = _gen.overlap_flow(Q, M, P)
+        return np.concatenate([dQ.ravel(), dM.ravel(), [np.trace(Q) - trP]])
+
+    y0 = np.concatenate([Q0.ravel(), M0.ravel(), [0.0]])
+    sol = _integrate(rhs, y0, t, solver, rtol, atol, tick)
+    Y = sol.y.T
+    Q = Y[:, :nq].reshape(-1, m, m)
+    Q = 0.5 * (Q + np.swapaxes(Q, -1, -2))
+    M = Y[:, nq:-1].reshape(-1, m, ms)
+    return Q, M, Y[:, -1], sol.nfev
+
+
+def _run_weights(W0, Ws, t, solver, rtol, atol, tick):
+    d, m = W0.shape
+    n = d * m
+    sq = np.sum(Ws * Ws)
+
+    def rhs(_s, y):
+        W = y[:n].reshape(d, m)
+        g = _gen.weight_grad(W, Ws)
+        return np.concatenate([-g.ravel(), [np.sum(W * W) - sq]])
+
+    sol = _integrate(rhs, np.concatenate([W0.ravel(), [0.0]]), t, solver, rtol, atol, tick)
+    Wt = sol.y[:n].T.reshape(-1, d, m)
+    return np.swapaxes(Wt, -1, -2) @ Wt, np.swapaxes(Wt, -1, -2) @ Ws, sol.y[-1], sol.nfev
+
+
+def _run_gd(W0, Ws, t, eta, tick):
+    steps = np.rint(t / eta).astype(np.int64)
+    W = W0.copy()
+    sq = np.sum(Ws * Ws)
+    P = Ws.T @ Ws
+    Qs, Ms, phis = [], [], []
+    phi, k = 0.0, 0
+    for target in steps:
+        while k < target:
+            Q = W.T @ W
+            G_Q, G_M = _gen.overlap_grad(Q, W.T @ Ws, P)
+            phi += eta * (np.trace(Q) - sq)
+            W = W - eta * (W @ (G_Q + G_Q.T) + Ws @ G_M.T)
+            k += 1
+            if k % 256 == 0:
+                tick(k * eta)
+                if not np.all(np.isfinite(W)):
+                    raise FloatingPointError(f"gradient descent diverged at step {k}: "
+                                             f"eta={eta} is too large")
+        Qs.append(W.T @ W)
+        Ms.append(W.T @ Ws)
+        phis.append(phi)
+    return np.array(Qs), np.array(Ms), np.array(phis), steps
+
+
+def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, atol=None,
+             eta=None, solver="DOP853", seed=None, progress=False, dps=None):
+    """Simulate the gradient flow of the population risk from ``W0``.
+
+    Parameters
+    ----------
+    W0 : array, shape (d, m)
+        Initial student weights (columns carry 1/sqrt(m)).
+    W_star : array, shape (d, m_star)
+        Teacher weights.
+    t : array-like, shape (n,), optional
+        Non-negative, strictly increasing times of the flow dW/dt = -grad_W L.
+    gamma : array-like, shape (n,), optional
+        The same in units of gamma = t / d (give exactly one of ``t``, ``gamma``).
+    method : {"overlaps", "weights", "exact", "gd"}
+        ``"overlaps"``: integrate the overlap ODE of MATH.md section 4 (cost independent
+        of d); ``"weights"``: integrate dW/dt in R^{d x m} (reference path);
+        ``"exact"``: Riccati reduction of MATH.md section 5 (orthonormal start and
+        teacher only); ``"gd"``: explicit gradient descent with step ``eta``
+        (t = eta * steps; times are rounded to the nearest step).
+    rtol, atol : float
+        Tolerances of ``scipy.integrate.solve_ivp`` (atol default ``rtol * 1e-3``).
+    eta : float
+        Step of ``method="gd"`` (required there, ignored elsewhere).
+    solver : str
+        ``solve_ivp`` method (default "DOP853").
+    seed : int, optional
+        Recorded in ``meta`` (the caller's seed of W0 / W_star), not used otherwise.
+    progress : bool
+        Show a tqdm progress bar when the run takes more than a second.
+    dps : int, optional
+        High precision (mpmath) for ``method="overlaps"`` or ``"exact"``; see
+        :func:`symflow.precision.simulate_mp`.
+
+    Returns
+    -------
+    Trajectory
+        Arrays aligned with the requested times.
+
+    Raises
+    ------
+    ValueError
+        Bad shapes, non-finite weights, bad times, unknown method, missing ``eta``,
+        ``method="exact"`` with a non-orthonormal start or teacher.
+
+    Source: MATH.md sections 3-5.
+    """
+    W0, W_star = _pair(W0, W_star)
+    d, m = W0.shape
+    ms = W_star.shape[1]
+    if (t is None) == (gamma is None):
+        raise ValueError("give exactly one of t (time) or gamma (= t / d)")
+    times = time_grid(t, "t") if t is not None else d * time_grid(gamma, "gamma")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    rtol = finite_float(rtol, "rtol", lo=0, lo_open=True)
+    atol = rtol * 1e-3 if atol is None else finite_float(atol, "atol", lo=0, lo_open=True)
+    if method == "gd":
+        if eta is None:
+            raise ValueError('method="gd" needs the step eta (e.g. eta=1e-2)')
+        eta = finite_float(eta, "eta", lo=0, lo_open=True)
+    if dps is not None:
+        from symflow.precision import simulate_mp
+
+        return simulate_mp(W0, W_star, times, method=method, dps=dps, seed=seed)
+    from symflow import __version__
+
+    meta = dict(d=d, m=m, m_star=ms, method=method, rtol=rtol, atol=atol, solver=solver,
+                eta=eta, seed=seed, version=__version__)
+    tick = _Tick(_progress(times[-1], progress))
+    try:
+        if method == "exact":
+            from symflow.exact import exact_flow
+
+            r = exact_flow(W0, W_star, times, rtol=rtol, atol=atol)
+            return Trajectory(t=times, gamma=times / d, risk=r["risk"], phi=r["phi"],
+                              chi=r["chi"], dist=r["dist"], meta=meta)
+        if method == "overlaps":
+            Q, M, phi, nfev = _run_overlaps(W0, W_star, times, solver, rtol, atol, tick)
+        elif method == "weights":
+            Q, M, phi, nfev = _run_weights(W0, W_star, times, solver, rtol, atol, tick)
+        else:
+            Q, M, phi, steps = _run_gd(W0, W_star, times, eta, tick)
+            times = steps * eta
+            meta.update(steps=int(steps[-1]))
+            nfev = int(steps[-1])
+        meta["nfev"] = int(nfev)
+    finally:
+        tick.close()
+    P = W_star.T @ W_star
+    risk, chi, dist = observables(Q, M, P)
+    return Trajectory(t=times, gamma=times / d, risk=risk, phi=phi, chi=chi, dist=dist, Q=Q,
+                      M=M, meta=meta)
+
+

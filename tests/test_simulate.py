@@ -1,0 +1,172 @@
+"""Simulators: overlaps vs weights vs exact vs gd, qualitative laws of MATH.md section 7."""
+
+import json
+
+import numpy as np
+import pytest
+
+from symflow.init import degenerate, gaussian, orthonormal
+from symflow.simulate import simulate
+
+
+def _close(a, b, rel, abs_):
+    return np.all(np.abs(a - b) <= rel * np.abs(b) + abs_)
+
+
+ORTHO_CASES = [(20, 4, 8), (20, 6, 6), (30, 12, 5), (16, 10, 9), (12, 1, 3), (12, 12, 4)]
+
+
+@pytest.mark.parametrize("d, m, ms", ORTHO_CASES)
+def test_three_methods_agree_orthonormal(d, m, ms):
+    W0, Ws = orthonormal(d, m, seed=1), orthonormal(d, ms, seed=2)
+    gam = np.array([0.0, 0.05, 0.3, 1.0, 3.0])
+    runs = {k: simulate(W0, Ws, gamma=gam, method=k, rtol=1e-11, atol=1e-14)
+            for k in ("exact", "overlaps", "weights")}
+    ref = runs["exact"]
+    for k in ("overlaps", "weights"):
+        r = runs[k]
+        assert _close(r.phi, ref.phi, 1e-8, 1e-9), k
+        assert _close(r.chi, ref.chi, 1e-8, 1e-10), k
+        # the risk is formed from O(1) overlaps: absolute floor ~ solver tolerance
+        assert _close(r.risk, ref.risk, 1e-8, 1e-11), k
+        assert _close(r.dist, ref.dist, 1e-7, 1e-7), k
+
+
+@pytest.mark.parametrize("d, m, ms", [(15, 3, 6), (15, 5, 5), (20, 8, 3), (10, 7, 6), (6, 9, 2)])
+def test_overlaps_vs_weights_gaussian(d, m, ms):
+    W0, Ws = gaussian(d, m, seed=3), gaussian(d, ms, seed=4)
+    t = np.array([0.0, 0.5, 2.0, 10.0, 5.0 * d])
+    a = simulate(W0, Ws, t, method="overlaps", rtol=1e-11, atol=1e-14)
+    b = simulate(W0, Ws, t, method="weights", rtol=1e-11, atol=1e-14)
+    assert _close(a.phi, b.phi, 1e-8, 1e-9)
+    assert _close(a.chi, b.chi, 1e-8, 1e-10)
+    assert _close(a.risk, b.risk, 1e-8, 1e-11)
+
+
+def test_gd_converges_at_first_order():
+    d = 10
+    W0, Ws = gaussian(d, 4, seed=5), gaussian(d, 2, seed=6)
+    t = np.array([0.0, 1.0, 4.0, 8.0])
+    ref = simulate(W0, Ws, t, method="overlaps", rtol=1e-12, atol=1e-15)
+    errs = []
+    for eta in (0.04, 0.02, 0.01):
+        g = simulate(W0, Ws, t, method="gd", eta=eta)
+        assert np.allclose(g.t, t)
+        errs.append(np.max(np.abs(g.phi - ref.phi)) + np.max(np.abs(g.risk - ref.risk)))
+    r1, r2 = errs[0] / errs[1], errs[1] / errs[2]
+    assert 1.7 < r1 < 2.3 and 1.8 < r2 < 2.2, errs
+
+
+@pytest.mark.parametrize("method", ["overlaps", "weights", "exact"])
+def test_risk_non_increasing(method):
+    d = 24
+    if method == "exact":
+        W0, Ws = orthonormal(d, 6, seed=7), orthonormal(d, 12, seed=8)
+    else:
+        W0, Ws = gaussian(d, 6, seed=7), gaussian(d, 12, seed=8)
+    tr = simulate(W0, Ws, gamma=np.linspace(0, 5, 200), method=method, rtol=1e-10)
+    assert np.all(np.diff(tr.risk) <= 1e-12 * tr.risk[0])
+
+
+def test_degenerate_start_keeps_direction_missing():
+    """A direction u with W0^T u = 0 that is an eigenvector of Z* stays missing (MATH.md s. 7).
+
+    (A zero row alone is not enough: d/dt (u^T W) = 2 u^T Z* W, which vanishes when
+    Z* u is proportional to u.)  Teacher: orthonormal, with e_0 among its directions.
+    """
+    from scipy.integrate import solve_ivp
+
+    from symflow.kernels import risk_grad
+
+    d, m, ms = 9, 4, 3
+    Ws = np.zeros((d, ms))
+    Ws[0, 0] = 1.0
+    Ws[1:, 1:] = orthonormal(d - 1, ms - 1, seed=10) * np.sqrt(ms - 1)
+    Ws /= np.sqrt(ms)
+    W0 = degenerate(gaussian(d, m, seed=9))
+    assert np.all(W0[0] == 0)
+    sol = solve_ivp(lambda s, y: -risk_grad(y.reshape(d, m), Ws).ravel(), (0, 200),
+                    W0.ravel(), rtol=1e-10, atol=1e-13)
+    assert np.all(sol.y.reshape(d, m, -1)[0] == 0.0)
+    # Z keeps a zero row/column 0, so the risk stays above 1/2 Z*_00^2 and chi below 1
+    tr = simulate(W0, Ws, [0.0, 5.0, 50.0, 500.0], method="overlaps", rtol=1e-10)
+    assert np.all(tr.risk >= 0.5 * (1.0 / ms) ** 2 * (1 - 1e-8))
+    assert tr.chi[-1] < 1 - 1e-3
+    # control: a generic start learns it
+    free = simulate(gaussian(d, m, seed=9), Ws, [0.0, 500.0], method="overlaps", rtol=1e-10)
+    assert free.risk[-1] < 1e-4
+
+
+def test_m_equals_m_star_exponential_rate():
+    d, m = 10, 4
+    W0, Ws = gaussian(d, m, seed=11, normalize=False), gaussian(d, m, seed=12, normalize=False)
+    mu = np.linalg.eigvalsh(Ws.T @ Ws)[0]  # smallest nonzero eigenvalue of Z*
+    t = np.linspace(5.0, 9.0, 9)  # risk 1e-5 .. 1e-9: slowest mode dominates
+    tr = simulate(W0, Ws, t, method="weights", rtol=1e-12, atol=1e-20)
+    rate = -np.polyfit(t, np.log(tr.risk), 1)[0]
+    assert abs(rate - 4 * mu) < 0.02 * 4 * mu
+
+
+def test_m_greater_m_star_power_law():
+    d = 8
+    W0, Ws = gaussian(d, 6, seed=13, normalize=False), gaussian(d, 3, seed=14, normalize=False)
+    t = np.array([100.0, 200.0, 400.0, 800.0])
+    tr = simulate(W0, Ws, t, method="overlaps", rtol=1e-12, atol=1e-16)
+    c = t**2 * tr.risk
+    # t^2 L(t) -> constant: successive relative changes shrink and end below 5%
+    ch = np.abs(np.diff(c)) / c[1:]
+    assert ch[-1] < 0.05 and ch[-1] < ch[0]
+    assert np.all(np.diff(np.log(tr.risk)) < 0)
+
+
+@pytest.mark.parametrize("kw, msg", [
+    (dict(t=[-1.0, 1.0]), "non-negative"),
+    (dict(t=[0.0, 2.0, 1.0]), "increasing"),
+    (dict(t=[0.0, 1.0], method="gd"), "eta"),
+    (dict(t=[0.0, 1.0], method="rk4"), "method"),
+    (dict(), "exactly one"),
+    (dict(t=[1.0], gamma=[1.0]), "exactly one"),
+    (dict(t=[0.0, 1.0], method="gd", eta=-1.0), "eta"),
+])
+def test_bad_input(kw, msg):
+    W0, Ws = gaussian(6, 3, seed=0), gaussian(6, 2, seed=1)
+    with pytest.raises(ValueError, match=msg):
+        simulate(W0, Ws, **kw)
+
+
+def test_orthonormal_k_greater_than_d():
+    with pytest.raises(ValueError, match="k"):
+        orthonormal(3, 4)
+
+
+def test_exact_needs_orthonormal():
+    W0, Ws = gaussian(6, 3, seed=0), gaussian(6, 2, seed=1)
+    with pytest.raises(ValueError, match="overlaps"):
+        simulate(W0, Ws, [0.0, 1.0], method="exact")
+
+
+def test_outputs_roundtrip(tmp_path):
+    W0, Ws = orthonormal(10, 4, seed=0), orthonormal(10, 2, seed=1)
+    tr = simulate(W0, Ws, gamma=[0.0, 0.5, 1.0], method="overlaps", seed=42)
+    tr.to_csv(tmp_path / "a.csv")
+    data = np.loadtxt(tmp_path / "a.csv", delimiter=",", skiprows=1)
+    assert np.allclose(data[:, 3], tr.phi) and np.allclose(data[:, 1], [0.0, 0.5, 1.0])
+    tr.to_npz(tmp_path / "a.npz")
+    z = np.load(tmp_path / "a.npz")
+    assert z["Q"].shape == (3, 4, 4) and json.loads(str(z["meta"]))["seed"] == 42
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "a.npz"]
+
+
+def test_cli_run(tmp_path, capsys):
+    from symflow.cli import main
+
+    out = tmp_path / "r"
+    assert main(["run", "--d", "20", "--m", "10", "--m-star", "5", "--gamma-max", "2",
+                 "--points", "30", "--out", str(out), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["method"] == "exact" and 0 < s["final_chi"] <= 1
+    assert {p.name for p in out.iterdir()} == {"trajectory.csv", "meta.json", "run.png"}
+    data = np.loadtxt(out / "trajectory.csv", delimiter=",", skiprows=1)
+    assert data.shape == (30, 6)
+    assert main(["run", "--d", "4", "--m", "5", "--out", str(tmp_path / "x")]) == 2
+    assert "k must be <= d" in capsys.readouterr().err
