@@ -27,7 +27,7 @@ class _Numpy:
     imports = "import numpy as np\n"
 
     def __init__(self):
-        self.printer = NumPyPrinter({"fully_qualified_modules": False})
+        self.printer = NumPyPrinter()
 
     def num(self, c):
         return f"({self.printer.doprint(sp.nsimplify(c))})"
@@ -304,9 +304,7 @@ def render_scalar_module(title, kernels, backend):
     """
     be = BACKENDS[backend]()
     out = [HEADER, f'"""{title} ({backend} backend).\n\nRendered by symflow.codegen.\n"""\n',
-           be.imports]
-    if backend == "numpy":
-        out.append("import numpy  # noqa: F401 (printer may qualify names)\n")
+           "import numpy\n" if backend == "numpy" else be.imports]
     for name, args, expr, doc in kernels:
         arglist = ", ".join(str(a) for a in args)
         out += ["", f"def {name}({arglist}):",

@@ -1,0 +1,255 @@
+"""Wachter (Jacobi) law of the overlap spectrum and its transforms (MATH.md section 6).
+
+mu is the limit of (1/d) sum_{k=1}^m delta_{lambda_k}, lambda_k the eigenvalues of
+Y_d = U^T U* U*^T U (d -> infinity, m/d -> alpha, m*/d -> alpha*); it has mass alpha.
+The closed forms are generated from ``symflow.derivation.wachter`` (no sympy here).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import integrate
+
+from symflow._validate import finite_float, positive_int
+from symflow.generated import limit_numpy as _k
+
+_U_MIN = 1e-300  # u = 1/J is clipped here; contributions below are O(sqrt(u))
+
+
+def _alphas(alpha, alpha_star):
+    a = finite_float(alpha, "alpha", lo=0.0, hi=1.0, lo_open=True)
+    s = finite_float(alpha_star, "alpha_star", lo=0.0, hi=1.0, lo_open=True)
+    return a, s
+
+
+def wachter_edges(alpha, alpha_star):
+    """Edges of the absolutely continuous part of mu.
+
+    Parameters
+    ----------
+    alpha, alpha_star : float in (0, 1]
+        Width ratios m/d and m*/d.
+
+    Returns
+    -------
+    (r1, r2) : tuple of float
+        r_{1,2} = (sqrt(alpha (1 - alpha*)) -/+ sqrt(alpha* (1 - alpha)))^2, clipped to
+        [0, 1] against rounding (r1 = 0 iff alpha = alpha*, r2 = 1 iff alpha + alpha* = 1).
+        r1 = r2 (no continuous part) when alpha = 1 or alpha* = 1.
+
+    Raises
+    ------
+    ValueError, TypeError
+        If alpha or alpha_star is not a finite number in (0, 1].
+
+    Source: MATH.md section 6.
+    """
+    a, s = _alphas(alpha, alpha_star)
+    r1 = min(max(float(_k.wachter_r1(a, s)), 0.0), 1.0)
+    r2 = min(max(float(_k.wachter_r2(a, s)), r1), 1.0)
+    return r1, r2
+
+
+def wachter_atoms(alpha, alpha_star):
+    """Atoms of mu: list of (location, mass) with positive mass.
+
+    Mass (alpha - alpha*)_+ at 0 and (alpha + alpha* - 1)_+ at 1 (MATH.md section 6);
+    atoms of zero mass are omitted.  Raises ValueError/TypeError on bad alpha, alpha_star.
+    """
+    a, s = _alphas(alpha, alpha_star)
+    atoms = [(0.0, max(a - s, 0.0)), (1.0, max(a + s - 1.0, 0.0))]
+    return [(loc, mass) for loc, mass in atoms if mass > 0]
+
+
+def wachter_density(x, alpha, alpha_star):
+    """Density of the absolutely continuous part of mu.
+
+    Parameters
+    ----------
+    x : array_like, any shape
+        Points in [0, 1] (eigenvalue scale of Y_d, not divided by d).
+    alpha, alpha_star : float in (0, 1]
+
+    Returns
+    -------
+    ndarray, shape of x
+        sqrt((r2 - x)(x - r1)) / (2 pi x (1 - x)) on the open interval (r1, r2), 0 elsewhere
+        (including the edges; at alpha = alpha* it diverges like x^{-1/2} at 0).  Its
+        integral is the continuous mass min(alpha, alpha*) - (alpha + alpha* - 1)_+, so a
+        histogram of ``sample_overlap_spectrum(d, ...)`` with counts / (d * binwidth)
+        approximates it (plus the atoms of ``wachter_atoms``).
+
+    Source: MATH.md section 6.
+    """
+    r1, r2 = wachter_edges(alpha, alpha_star)
+    x = np.asarray(x, dtype=float)
+    inside = (x > r1) & (x < r2)
+    if r2 <= r1:
+        return np.zeros_like(x)
+    xs = np.where(inside, x, 0.5 * (r1 + r2))
+    return np.where(inside, _k.wachter_density(xs, r1, r2), 0.0)
+
+
+def _jtheta_prime(u, r1, r2):
+    """J Theta'(J - 1) at u = 1/J (array), 0 if there is no continuous part."""
+    u = np.asarray(u, dtype=float)
+    if r2 <= r1:
+        return np.zeros_like(u)
+    return _k.jtheta_prime(np.maximum(u, _U_MIN), r1, r2)
+
+
+def _overlap_k(u, v, r1, r2):
+    u = np.asarray(u, dtype=float)
+    if r2 <= r1:
+        return np.zeros_like(u)
+    return _k.overlap_k(np.maximum(u, _U_MIN), v, r1, r2)
+
+
+def _as_x(x):
+    x = np.asarray(x, dtype=float)
+    if not np.all(np.isfinite(x)) or np.any(x <= -1):
+        raise ValueError("x must be finite and > -1")
+    return x
+
+
+def theta_prime(x, alpha, alpha_star):
+    """Theta'(x) = int lambda / (1 + x lambda) dmu_ac(lambda), closed form.
+
+    Parameters
+    ----------
+    x : array_like, any shape, entries > -1 (in the limit system x = J - 1 >= 0)
+    alpha, alpha_star : float in (0, 1]
+
+    Returns
+    -------
+    ndarray, shape of x
+        Uses the generated closed form in x for x <= 1 and, to avoid overflow, the form
+        J Theta'(J - 1) in u = 1/J = 1/(1 + x) for x > 1.
+
+    Raises
+    ------
+    ValueError
+        If x has entries <= -1 or non-finite, or alpha/alpha_star is bad.
+
+    Source: MATH.md section 6; derivation in ``symflow.derivation.wachter``.
+    """
+    r1, r2 = wachter_edges(alpha, alpha_star)
+    x = _as_x(x)
+    if r2 <= r1:
+        return np.zeros_like(x)
+    small = x <= 1
+    xs = np.where(small, x, 0.0)
+    xl = np.where(small, 1.0, x)
+    return np.where(small, _k.theta_prime(xs, r1, r2),
+                    _k.jtheta_prime(1.0 / (1.0 + xl), r1, r2) / (1.0 + xl))
+
+
+def theta_of_logj(y, alpha, alpha_star):
+    """Theta(e^y - 1) = int_0^y J Theta'(J - 1) d(log J), for log J = y (no overflow).
+
+    Parameters
+    ----------
+    y : array_like, any shape, finite (y = log J = log(1 + x))
+    alpha, alpha_star : float in (0, 1]
+
+    Returns
+    -------
+    ndarray, shape of y
+        Adaptive Gauss-Kronrod quadrature (scipy.integrate.quad) of the smooth, bounded
+        closed form J Theta'(J - 1) in log J; absolute accuracy about 1e-13 * (1 + |y|).
+
+    Source: MATH.md section 6 (Theta(x) = int log(1 + x lambda) dmu_ac).
+    """
+    r1, r2 = wachter_edges(alpha, alpha_star)
+    y = np.asarray(y, dtype=float)
+    if not np.all(np.isfinite(y)):
+        raise ValueError("y must be finite")
+    out = np.zeros(y.shape)
+    if r2 <= r1:
+        return out
+
+    def g(t):
+        return float(_k.jtheta_prime(max(np.exp(-t), _U_MIN), r1, r2))
+
+    for idx, yy in np.ndenumerate(y):
+        out[idx] = integrate.quad(g, 0.0, float(yy), epsabs=1e-14, epsrel=1e-13, limit=500)[0]
+    return out
+
+
+def theta(x, alpha, alpha_star):
+    """Theta(x) = int log(1 + x lambda) dmu_ac(lambda).
+
+    Parameters
+    ----------
+    x : array_like, any shape, entries > -1
+    alpha, alpha_star : float in (0, 1]
+
+    Returns
+    -------
+    ndarray, shape of x
+        Computed as ``theta_of_logj(log1p(x))`` (quadrature of the closed form of
+        Theta' in log J, which has no edge singularities even at alpha = alpha*).
+
+    Raises
+    ------
+    ValueError
+        If x has entries <= -1 or non-finite, or alpha/alpha_star is bad.
+
+    Source: MATH.md section 6.
+    """
+    _alphas(alpha, alpha_star)
+    return theta_of_logj(np.log1p(_as_x(x)), alpha, alpha_star)
+
+
+def sample_overlap_spectrum(d, alpha, alpha_star, seed=None):
+    """Eigenvalues of Y_d = U^T U* U*^T U for independent Haar orthonormal U, U*.
+
+    Parameters
+    ----------
+    d : int >= 1
+        Ambient dimension.
+    alpha, alpha_star : float in (0, 1]
+        m = round(alpha d) and m* = round(alpha* d) columns (each must be >= 1).
+    seed : int, numpy Generator or None
+        Passed to ``numpy.random.default_rng``.
+
+    Returns
+    -------
+    lam : ndarray, shape (m,)
+        The m eigenvalues in [0, 1], ascending (cosines^2 of the principal angles between
+        the column spans; absolute accuracy ~1e-15).  By rotation invariance the wider of
+        U, U* is taken as coordinate vectors and only the other is drawn (same law).
+        Eigenvalues that are 0 or 1 in exact arithmetic ((m - m*)_+ zeros,
+        (m + m* - d)_+ ones) are set exactly.
+        Normalisation: the measure (1/d) sum_k delta_{lam_k} (mass m/d) tends to mu, so
+        a histogram with counts / (d * binwidth) approximates ``wachter_density`` and
+        the fractions (number of exact 0s or 1s)/d approximate ``wachter_atoms``.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Bad d, alpha, alpha_star, or m, m* rounding to 0.
+
+    Source: MATH.md sections 5 and 6.
+    """
+    d = positive_int(d, "d")
+    a, s = _alphas(alpha, alpha_star)
+    m, ms = round(a * d), round(s * d)
+    if m < 1 or ms < 1:
+        raise ValueError(f"d too small: m = round(alpha d) = {m}, m* = round(alpha* d) = {ms}")
+    rng = np.random.default_rng(seed)
+    # Rotation invariance: the spectrum of Y_d depends only on the relative position of
+    # the two column spans, so fixing the wider one to coordinate vectors e_1..e_k and
+    # drawing the narrower one Haar (QR of a Gaussian, sign-fixed) has the same law and
+    # needs one QR of a d x min(m, m*) matrix.
+    k_small, k_big = min(m, ms), max(m, ms)
+    q, r = np.linalg.qr(rng.standard_normal((d, k_small)))
+    q *= np.sign(np.diag(r))
+    block = q[:k_big]  # = U^T U* (or its transpose), k_big x k_small
+    ev = np.linalg.eigvalsh(block.T @ block)  # nonzero part of the spectrum of Y_d
+    lam = np.zeros(m)
+    lam[m - ev.size:] = np.sort(np.clip(ev, 0.0, 1.0))
+    n_one = max(m + ms - d, 0)
+    if n_one:
+        lam[m - n_one:] = 1.0
+    return lam

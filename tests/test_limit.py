@@ -1,0 +1,215 @@
+"""High-dimensional limit (MATH.md section 6) against independent formulations."""
+
+import math
+import time
+
+import numpy as np
+import pytest
+from scipy import integrate
+
+from symflow.limit import LimitTrajectory, conservation_residual, limit
+from symflow.wachter import sample_overlap_spectrum
+
+# MATH.md section 6 reference table (independent solver, accurate to about 1e-6)
+TABLE = {
+    (0.5, 0.25): ([0.095078, 0.279260, 0.462015], [0.995715, 0.999311, 0.999852]),
+    (0.5, 0.5): ([-0.544457, -0.667043, -0.692482], [0.907329, 0.984893, 0.999643]),
+    (0.25, 0.5): ([-2.413721, -4.431188, -8.431523], [0.683820, 0.706633, 0.707107]),
+}
+CASES = [(0.5, 0.25), (0.25, 0.5), (0.5, 0.5), (0.3, 0.3), (0.7, 0.6), (0.3, 0.7),
+         (0.6, 0.4), (0.9, 0.9), (1.0, 0.3), (0.4, 1.0), (1.0, 1.0), (0.2, 0.1)]
+
+
+def _edges(a, s):
+    p, q = math.sqrt(a * (1 - s)), math.sqrt(s * (1 - a))
+    return max((p - q) ** 2, 0.0), min((p + q) ** 2, 1.0)
+
+
+def quad_mu(h, a, s):
+    """int h dmu_ac by QUADPACK QAWS with the algebraic edge weights (see test_wachter)."""
+    r1, r2 = _edges(a, s)
+    if r2 - r1 < 1e-14:
+        return 0.0
+    e1, e2 = (-0.5 if r1 == 0 else 0.5), (-0.5 if r2 == 1 else 0.5)
+
+    def f(lam):
+        return h(lam) / (2 * math.pi) / (lam if r1 else 1.0) / ((1 - lam) if r2 < 1 else 1.0)
+
+    return integrate.quad(f, r1, r2, weight="alg", wvar=(e1, e2), epsabs=1e-14,
+                          epsrel=1e-13, limit=200)[0]
+
+
+def reference_limit(a, s, gam):
+    """Independent path: MATH.md 6 literally, in the original variables (F, J), Theta' by
+    quadrature of the density, chi from the A/B integrals by quadrature; DOP853, rtol 1e-13.
+    Accurate to ~1e-10 for gamma <= 2 and alpha* not small (E = e^{4 gamma/alpha*})."""
+    p, q0 = max(a + s - 1, 0.0), max(a - s, 0.0)
+
+    def tp(x):
+        return quad_mu(lambda lam: lam / (1 + x * lam), a, s)
+
+    def e2phi(g, F, J):
+        E = math.exp(4 * g / s)
+        return (1 + (E - J) * tp(J - 1) / a + p * (E / J - 1) / a) / F
+
+    def rhs(g, st):
+        F, J = st
+        w = 1 / e2phi(g, F, J)
+        return [4 / a * w, 4 / a * w * (math.exp(4 * g / s) - J) / F]
+
+    sol = integrate.solve_ivp(rhs, (0, gam[-1]), [1.0, 1.0], method="DOP853", t_eval=gam,
+                              rtol=1e-13, atol=1e-14)
+    phi, chi = [], []
+    for g, F, J in zip(gam, *sol.y):
+        E = math.exp(4 * g / s)
+        phi.append(0.5 * math.log(e2phi(g, F, J)))
+        A = E * (p / J + tp(J - 1))
+        B = q0 + p * (E / J) ** 2 + quad_mu(lambda lam: ((1 + (E - 1) * lam)
+                                                         / (1 + (J - 1) * lam)) ** 2, a, s)
+        chi.append(A / math.sqrt(s * B))
+    return np.array(phi), np.array(chi), sol.y
+
+
+@pytest.mark.parametrize("a,s", list(TABLE))
+def test_math_md_reference_table(a, s):
+    tr = limit(a, s, [0.5, 1.0, 2.0])
+    phi, chi = TABLE[(a, s)]
+    np.testing.assert_allclose(tr.phi, phi, atol=2e-6)
+    np.testing.assert_allclose(tr.chi, chi, atol=2e-6)
+
+
+@pytest.mark.parametrize("a,s", CASES)
+def test_against_independent_reference(a, s):
+    """phi, chi to 1e-8 vs the (F, J)-variables solver with quadrature (method error of the
+    default rtol 1e-10 is ~1e-10).  Horizon capped at E <= e^16: beyond, the reference's
+    quadrature of the sharp 1/(1 + x lam) near an x^{-1/2} edge (alpha = alpha*) degrades."""
+    gam = np.linspace(0.0, min(2.0, 4 * s), 11)
+    tr = limit(a, s, gam)
+    phi, chi, (F, J) = reference_limit(a, s, gam)
+    np.testing.assert_allclose(tr.phi, phi, atol=1e-8, rtol=0)
+    np.testing.assert_allclose(tr.chi, chi, atol=1e-8, rtol=0)
+    np.testing.assert_allclose(tr.log_F, np.log(F), atol=1e-8, rtol=1e-8)  # log F ~ 4 gamma/a
+    np.testing.assert_allclose(tr.log_J, np.log(J), atol=1e-8, rtol=1e-8)
+    assert tr.phi[0] == 0 and tr.chi[0] == pytest.approx(math.sqrt(a * s), abs=1e-13)
+
+
+@pytest.mark.parametrize("a,s", CASES)
+def test_conservation_law(a, s):
+    """alpha log F + Theta(J-1) + p log J = 4 gamma (not imposed by the solver); Theta by
+    QAWS quadrature of log(u + (1-u) lam) + log J, independent of the closed forms."""
+    gam = np.linspace(0.0, 3.0, 7)
+    tr = limit(a, s, gam)
+    p = max(a + s - 1, 0.0)
+    mass_ac = quad_mu(lambda lam: 1.0, a, s)
+    for g, lf, lj in zip(gam, tr.log_F, tr.log_J):
+        u = math.exp(-lj)
+        th = mass_ac * lj + quad_mu(lambda lam, u=u: math.log(u + (1 - u) * lam), a, s)
+        assert a * lf + th + p * lj - 4 * g == pytest.approx(0, abs=1e-8 * (1 + g))
+    # and the package's own residual helper agrees
+    assert np.abs(conservation_residual(tr)).max() < 1e-8
+
+
+@pytest.mark.parametrize("a,s", CASES + [(0.01, 0.5), (0.001, 0.999), (0.999, 0.001),
+                                         (0.02, 0.02), (1.0, 0.01), (0.05, 1.0)])
+def test_long_horizon_finite_and_chi_limit(a, s):
+    gam = np.concatenate([[0.0], np.geomspace(1e-3, 1000.0, 60)])
+    tr = limit(a, s, gam)
+    for arr in (tr.phi, tr.chi, tr.log_F, tr.log_J):
+        assert np.all(np.isfinite(arr))
+    assert tr.chi_final == min(1.0, math.sqrt(a / s))
+    assert tr.chi[-1] == pytest.approx(tr.chi_final, abs=1e-6)
+    assert np.all(tr.chi <= 1 + 1e-12)
+
+
+@pytest.mark.parametrize("a,s", [(0.25, 0.5), (0.1, 0.3), (0.3, 0.7), (0.01, 0.5)])
+def test_late_slope_alpha_below_alpha_star(a, s):
+    """For alpha < alpha*, v = J/E -> 1 - alpha/alpha* and s -> alpha, so
+    phi' -> 2/alpha* - 2/alpha (= -4 for the paper's (1/4, 1/2): phi + 4 gamma -> const)."""
+    gam = np.array([0.0, 200.0, 400.0, 800.0])
+    tr = limit(a, s, gam)
+    c = tr.phi - (2 / s - 2 / a) * gam
+    assert abs(c[-1] - c[-2]) < 1e-8 * (1 + abs(tr.phi[-1]))
+    assert abs(c[-2] - c[-3]) < 1e-8 * (1 + abs(tr.phi[-1]))
+    if (a, s) == (0.25, 0.5):
+        assert abs((tr.phi[-1] + 4 * 800) - (tr.phi[-2] + 4 * 400)) < 1e-8
+
+
+def test_equal_widths_half_plateau():
+    tr = limit(0.5, 0.5, [0.0, 50.0, 1000.0])
+    assert tr.phi[-1] == pytest.approx(-math.log(2), abs=1e-9)
+    assert tr.phi[-2] == pytest.approx(-math.log(2), abs=1e-9)
+
+
+@pytest.mark.parametrize("a,s", list(TABLE))
+def test_speed_one_curve(a, s):
+    t = time.perf_counter()
+    limit(a, s, np.linspace(0, 10, 1001))
+    assert time.perf_counter() - t < 1.0
+
+
+def test_grid_conventions_and_csv(tmp_path):
+    t0 = limit(0.5, 0.25, [0.0])
+    assert t0.phi.tolist() == [0.0] and t0.log_J.tolist() == [0.0]
+    full = limit(0.5, 0.25, [0.0, 0.5, 1.0])
+    part = limit(0.5, 0.25, [0.5, 1.0])
+    np.testing.assert_allclose(part.phi, full.phi[1:], atol=1e-9)
+    assert isinstance(full, LimitTrajectory) and full.meta["method"] == "DOP853"
+    np.testing.assert_allclose(np.log(full.F), full.log_F)
+    path = tmp_path / "limit.csv"
+    full.to_csv(path)
+    data = np.loadtxt(path, delimiter=",", skiprows=1)
+    np.testing.assert_array_equal(data[:, 0], full.gamma)
+    np.testing.assert_array_equal(data[:, 1], full.phi)
+    np.testing.assert_array_equal(data[:, 2], full.chi)
+    assert path.read_text().splitlines()[0] == "gamma,phi,chi,log_F,log_J"
+    assert [p.name for p in tmp_path.iterdir()] == ["limit.csv"]
+
+
+@pytest.mark.parametrize("kw,name", [
+    (dict(alpha=0.0), "alpha"), (dict(alpha=-0.5), "alpha"), (dict(alpha=1.01), "alpha"),
+    (dict(alpha=float("nan")), "alpha"), (dict(alpha_star=0.0), "alpha_star"),
+    (dict(alpha_star=2.0), "alpha_star"), (dict(alpha_star=float("nan")), "alpha_star"),
+    (dict(gamma=[-1.0, 1.0]), "gamma"), (dict(gamma=[0.0, 2.0, 1.0]), "gamma"),
+    (dict(gamma=[0.0, 1.0, 1.0]), "gamma"), (dict(gamma=[0.0, np.nan]), "gamma"),
+    (dict(gamma=[]), "gamma"), (dict(gamma=[[0.0, 1.0]]), "gamma"),
+    (dict(rtol=0.0), "rtol"), (dict(rtol=float("nan")), "rtol"), (dict(method="RK4"), "method"),
+])
+def test_bad_inputs(kw, name):
+    args = dict(alpha=0.5, alpha_star=0.25, gamma=[0.0, 1.0])
+    args.update(kw)
+    with pytest.raises(ValueError, match=name):
+        limit(**args)
+
+
+def finite_d_phi(lam, d, m, ms, gam):
+    """MATH.md 5 in gamma units (t = d gamma), state (log F, log G), eigenvalues of Y_d:
+    phi_d = 1/4 sum_k log(F (1 - lam_k) + G lam_k) - d gamma,
+    (log F)' = (4 d/m) e^{-2 phi_d}/F, (log G)' = (4 d/m) e^{-2 phi_d} e^{4 d gamma/m*}/G."""
+    with np.errstate(divide="ignore"):
+        l0, l1 = np.log1p(-lam), np.log(lam)  # exact 0s and 1s give -inf: dropped terms
+
+    def phi(g, f, lg):
+        return 0.25 * np.sum(np.logaddexp(f + l0, lg + l1)) - d * g
+
+    def rhs(g, st):
+        w = np.exp(-2 * phi(g, *st))
+        return [4 * d / m * w * np.exp(-st[0]), 4 * d / m * w * np.exp(4 * g * d / ms - st[1])]
+
+    sol = integrate.solve_ivp(rhs, (0, gam[-1]), [0.0, 0.0], method="DOP853", t_eval=gam,
+                              rtol=1e-10, atol=1e-10)
+    return np.array([phi(g, f, lg) for g, f, lg in zip(gam, *sol.y)])
+
+
+@pytest.mark.parametrize("a,s", [(0.5, 0.25), (0.5, 0.5), (0.25, 0.5), (0.75, 0.5)])
+def test_finite_d_approaches_limit(a, s):
+    """Exact finite-d reduction with sampled spectra at d = 100, 400, 1600 (two seeds each):
+    max |phi_d - phi| over gamma in [0, 1.5] decreases (about like 1/d)."""
+    gam = np.linspace(0.0, 1.5, 7)
+    ref = limit(a, s, gam).phi
+    errs = []
+    for d in (100, 400, 1600):
+        e = [np.abs(finite_d_phi(sample_overlap_spectrum(d, a, s, seed), d, round(a * d),
+                                 round(s * d), gam) - ref).max() for seed in (0, 1)]
+        errs.append(np.mean(e))
+    assert errs[0] > errs[1] > errs[2], errs
+    assert errs[2] < 0.4 * errs[0], errs
