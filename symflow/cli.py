@@ -74,6 +74,69 @@ def _cmd_run(args):
     return 0
 
 
+def _cmd_limit(args):
+    from pathlib import Path
+
+    import numpy as np
+
+    from symflow.limit import limit
+
+    gam = np.linspace(0.0, args.gamma_max, args.points)
+    tr = limit(args.alpha, args.alpha_star, gam, rtol=args.rtol)
+    out = {"alpha": args.alpha, "alpha_star": args.alpha_star, "gamma_max": args.gamma_max,
+           "phi_final": float(tr.phi[-1]), "chi_final": float(tr.chi[-1]),
+           "chi_infinity": tr.chi_final, "wall_time_s": tr.meta["wall_time_s"]}
+    if args.out:
+        d = Path(args.out)
+        d.mkdir(parents=True, exist_ok=True)
+        tr.to_csv(d / "limit.csv")
+        out["out"] = str(d / "limit.csv")
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"limit alpha={args.alpha:g} alpha*={args.alpha_star:g}: gamma={args.gamma_max:g} "
+              f"phi={out['phi_final']:.10g} chi={out['chi_final']:.10g} "
+              f"(chi(inf)={tr.chi_final:.6g}, {out['wall_time_s'] * 1e3:.1f} ms)")
+        if args.out:
+            print(f"wrote {out['out']}")
+    return 0
+
+
+def _cmd_check(args):
+    from symflow.check import format_table, run_checks, to_json
+
+    res = run_checks(dps=args.dps, quick=args.quick)
+    print(to_json(res) if args.json else format_table(res))
+    return 0 if all(r.passed for r in res) else 1
+
+
+def _cmd_derive(args):
+    from pathlib import Path
+
+    from symflow import derive
+
+    if args.check:
+        stale = derive.check(Path(args.out) if args.out else derive.ROOT)
+        for p in stale:
+            print(f"stale: {p}")
+        if stale:
+            print(f"{len(stale)} artefact(s) differ from a fresh derivation; run 'symflow derive'",
+                  file=sys.stderr)
+            return 1
+        print("all derived artefacts are up to date")
+        return 0
+    paths = derive.write_all(Path(args.out) if args.out else derive.ROOT)
+    print(f"wrote {len(paths)} artefacts under {args.out or derive.ROOT}")
+    return 0
+
+
+def _float(s):
+    try:
+        return float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
+
+
 def _pos_float(s):
     try:
         v = float(s)
@@ -112,6 +175,34 @@ def build_parser():
     r.add_argument("--out", default="symflow-run")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=_cmd_run)
+    r = sub.add_parser("limit", help="high-dimensional limit phi(gamma), chi(gamma)")
+    r.add_argument("--alpha", type=_float, required=True)
+    r.add_argument("--alpha-star", type=_float, required=True)
+    r.add_argument("--gamma-max", type=_pos_float, default=10.0)
+    r.add_argument("--points", type=_pos_int, default=201)
+    r.add_argument("--rtol", type=_pos_float, default=1e-10)
+    r.add_argument("--out", default=None, help="directory for limit.csv")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=_cmd_limit)
+
+    r = sub.add_parser("check", help="high-precision verification suite (exit 1 on failure)")
+    r.add_argument("--dps", type=_pos_int, default=30)
+    r.add_argument("--quick", action="store_true")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=_cmd_check)
+
+    r = sub.add_parser("derive", help="regenerate derivations/ and the generated kernels")
+    r.add_argument("--out", default=None, help="root directory (default: the source tree)")
+    r.add_argument("--check", action="store_true",
+                   help="exit 1 naming every artefact that differs from a fresh derivation")
+    r.set_defaults(func=_cmd_derive)
+
+    try:
+        from symflow.figures import add_cli as _figures_cli
+    except ImportError:  # pragma: no cover - figures module optional while developing
+        _figures_cli = None
+    if _figures_cli is not None:
+        _figures_cli(sub)
     for extra in _EXTRA_COMMANDS:
         extra(sub)
     return p

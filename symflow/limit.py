@@ -117,7 +117,7 @@ def _choose_method(alpha, alpha_star, horizon):
     return "DOP853"
 
 
-def limit(alpha, alpha_star, gamma, rtol=1e-10, method="auto"):
+def limit(alpha, alpha_star, gamma, rtol=1e-10, method="auto", dps=None):
     """Solve the high-dimensional limit ODE (orthonormal start and teacher).
 
     Parameters
@@ -133,6 +133,11 @@ def limit(alpha, alpha_star, gamma, rtol=1e-10, method="auto"):
     method : {"auto", "DOP853", "Radau", "LSODA"}
         scipy.integrate.solve_ivp method; "auto" uses DOP853 and switches to Radau for
         the stiff long-horizon regime alpha < alpha* (see meta["method"]).
+    dps : int >= 15, optional
+        High precision: integrate the same generated right-hand side in mpmath
+        (``mpmath.odefun``) at ``dps`` digits (:func:`symflow.precision.limit_mp`).
+        The arrays of the result then hold ``mpmath.mpf``; accurate to about dps - 5
+        digits for gamma <= 2 (slow: seconds per point at dps = 30).
 
     Returns
     -------
@@ -154,6 +159,8 @@ def limit(alpha, alpha_star, gamma, rtol=1e-10, method="auto"):
     atol = 1e-3 * rtol
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    if dps is not None:
+        return _limit_dps(alpha, alpha_star, gamma, dps)
     if method == "auto":
         method = _choose_method(alpha, alpha_star, gamma[-1])
     r1, r2 = wachter_edges(alpha, alpha_star)
@@ -182,6 +189,20 @@ def limit(alpha, alpha_star, gamma, rtol=1e-10, method="auto"):
             "wall_time_s": time.perf_counter() - t0, "source": "MATH.md section 6"}
     return LimitTrajectory(alpha, alpha_star, gamma, np.asarray(phi, float),
                            np.asarray(chi, float), log_f, log_j, meta)
+
+
+def _limit_dps(alpha, alpha_star, gamma, dps):
+    from symflow._validate import positive_int
+    from symflow.precision import limit_mp
+
+    dps = positive_int(dps, "dps", minimum=15)
+    t0 = time.perf_counter()
+    r = limit_mp(alpha, alpha_star, gamma, dps)
+    arr = {k: np.array(v, dtype=object) for k, v in r.items()}
+    meta = {"method": "mpmath.odefun", "dps": dps, "wall_time_s": time.perf_counter() - t0,
+            "source": "MATH.md section 6"}
+    return LimitTrajectory(alpha, alpha_star, gamma, arr["phi"], arr["chi"], arr["log_F"],
+                           arr["log_J"], meta)
 
 
 def conservation_residual(traj):

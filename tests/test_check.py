@@ -1,0 +1,65 @@
+"""symflow check: the quick suite passes, and a perturbed kernel makes its check fail."""
+
+import json
+
+import pytest
+
+from symflow.check import run_checks
+from symflow.cli import main
+
+
+def test_check_quick_passes(capsys):
+    assert main(["check", "--quick", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) >= 8
+    assert all(r["passed"] and r["max_error"] <= r["tolerance"] for r in rows)
+
+
+def _wrap(mod, name, fn, monkeypatch):
+    orig = getattr(mod, name)
+    monkeypatch.setattr(mod, name, lambda *a, **k: fn(orig(*a, **k)))
+
+
+def test_perturbed_mpmath_risk_kernel_fails(monkeypatch):
+    from symflow.generated import quadratic_mpmath as K
+
+    _wrap(K, "risk_from_overlaps", lambda v: v * (1 + 1e-9), monkeypatch)
+    (res,) = run_checks(quick=True, only=["quadratic model"])
+    assert not res.passed and res.max_error > 1e-10
+
+
+def test_perturbed_numpy_flow_fails_solver_check(monkeypatch):
+    from symflow.generated import quadratic_numpy as K
+
+    _wrap(K, "overlap_flow", lambda v: (v[0], v[1] * (1 + 1e-6)), monkeypatch)
+    (res,) = run_checks(quick=True, only=["solver: overlaps"])
+    assert not res.passed
+
+
+def test_perturbed_theta_prime_fails(monkeypatch):
+    from symflow.generated import limit_numpy as K
+
+    _wrap(K, "theta_prime", lambda v: v * (1 + 1e-10), monkeypatch)
+    _wrap(K, "jtheta_prime", lambda v: v * (1 + 1e-10), monkeypatch)
+    (res,) = run_checks(quick=True, only=["Theta'"])
+    assert not res.passed
+
+
+def test_broken_moment_engine_fails(monkeypatch):
+    import symflow.moments as mom
+
+    _wrap(mom, "expect", lambda v: v + mom.sp.Rational(1, 10**12), monkeypatch)
+    (res,) = run_checks(quick=True, only=["Isserlis"])
+    assert not res.passed
+
+
+def test_bad_dps():
+    with pytest.raises(ValueError, match="dps"):
+        run_checks(dps=5)
+    assert main(["check", "--dps", "0"]) == 2
+
+
+@pytest.mark.slow
+def test_check_full_passes():
+    res = run_checks(dps=30, quick=False)
+    assert all(r.passed for r in res), [r for r in res if not r.passed]
