@@ -235,8 +235,12 @@ _CHAIN = {
 }
 
 
-def render_model_module(spec, blocks, backend):
-    """Source text of the generated kernel module for ``spec`` in ``backend``."""
+def render_model_module(spec, blocks, backend, sgd=None):
+    """Source text of the generated kernel module for ``spec`` in ``backend``.
+
+    ``sgd``: optional (sgd_blocks, noise_pair) from ``derive_sgd_blocks``; adds
+    ``sgd_term``.
+    """
     be = BACKENDS[backend]()
     ch = _CHAIN[backend]
     T = ch["T"].format
@@ -294,7 +298,10 @@ def render_model_module(spec, blocks, backend):
             f"    G_Q, G_M = overlap_grad({_sig(spec)})",
             f"    return {mm('W', '(G_Q + ' + T('G_Q') + ')')} + {mm('W_star', T('G_M'))}",
             ""]
-    return "\n".join(out)
+    text = "\n".join(out)
+    if sgd is not None:
+        text += render_sgd_function(spec, sgd[0], sgd[1], backend)
+    return text
 
 
 def render_scalar_module(title, kernels, backend):
@@ -310,4 +317,91 @@ def render_scalar_module(title, kernels, backend):
         out += ["", f"def {name}({arglist}):",
                 f'    """{doc}\n\n    Arguments: {arglist}.\n    """',
                 f"    return {be.scalar(expr)}", ""]
+    return "\n".join(out)
+
+
+# ----------------------------------------------------------- online SGD eta^2 term
+_NP_SLOT = {  # (symbol suffix) -> (matrix by kinds, index pattern over (j, k, p, q))
+    "jj": "[..., :, None, None, None]", "kk": "[..., None, :, None, None]",
+    "pp": "[..., None, None, :, None]", "qq": "[..., None, None, None, :]",
+    "jk": "[..., :, :, None, None]", "jp": "[..., :, None, :, None]",
+    "jq": "[..., :, None, None, :]", "kp": "[..., None, :, :, None]",
+    "kq": "[..., None, :, None, :]", "pq": "[..., None, None, :, :]",
+}
+
+
+def _slot_source(slot, pk, qk):
+    """Overlap matrix (or diagonal) holding the covariance of the pair ``slot``."""
+    kind = {"j": "S", "k": "S", "p": pk, "q": qk}
+    a, b = kind[slot[0]], kind[slot[1]]
+    if slot[0] == slot[1]:
+        return "dQ" if a == "S" else "dP"
+    return {("S", "S"): "Q", ("S", "T"): "M", ("T", "S"): "M_T", ("T", "T"): "P"}[(a, b)]
+
+
+def render_sgd_function(spec, sgd_blocks, noise_pair, backend):
+    """Source of ``sgd_term(Q, M, P[, a, a_star])``: E[g_j g_k] of online SGD."""
+    be = BACKENDS[backend]()
+    wname = {"S": "a", "T": "a_star"}
+    doc = ('    """eta^2 term of the online-SGD overlap ODE: E[g_j g_k] (m x m).\n\n'
+           '    dQ/dt = eta * (gradient-flow dQ/dt) + eta^2 * sgd_term, t = samples / d.\n'
+           '    """')
+    out = ["", "", f"def sgd_term({_sig(spec)}):", doc]
+    if backend == "numpy":
+        out += ["    Q, M, P = (np.asarray(Q, dtype=float), np.asarray(M, dtype=float),"
+                " np.asarray(P, dtype=float))",
+                "    dQ = np.diagonal(Q, axis1=-2, axis2=-1)",
+                "    dP = np.diagonal(P, axis1=-2, axis2=-1)",
+                "    M_T = np.swapaxes(M, -1, -2)",
+                "    out = 0.0 * Q"]
+        for b in sgd_blocks:
+            if b.phi == 0:
+                continue
+            for sym in sorted(b.phi.free_symbols, key=str):
+                slot = str(sym)[2:]
+                out.append(f"    {sym} = {_slot_source(slot, b.p_kind, b.q_kind)}"
+                           f"{_NP_SLOT[slot]}")
+            term = f"({be.scalar(b.phi)})"
+            if spec.weighted:
+                term += (f" * {wname[b.p_kind]}[..., None, None, :, None]"
+                         f" * {wname[b.q_kind]}[..., None, None, None, :]")
+            shape = "np.broadcast_to({t}, Q.shape[:-2] + (Q.shape[-1], Q.shape[-1], " \
+                    "{np_}, {nq}))"
+            n_of = {"S": "Q.shape[-1]", "T": "P.shape[-1]"}
+            full = shape.format(t=term, np_=n_of[b.p_kind], nq=n_of[b.q_kind])
+            out.append(f"    out = out + {be.num(b.coef)} * np.sum({full}, axis=(-2, -1))"
+                       f"  # {b.name}")
+        if noise_pair != 0:
+            out += ["    x, y, z = dQ[..., :, None], dQ[..., None, :], Q",
+                    f"    out = out + np.broadcast_to({be.scalar(noise_pair)}, out.shape)"]
+        if spec.weighted:
+            out.append("    out = out * a[..., :, None] * a[..., None, :]")
+        out.append("    return out")
+    else:
+        out += ["    Q, M, P = mpmath.matrix(Q), mpmath.matrix(M), mpmath.matrix(P)",
+                "    m, ms = Q.rows, P.rows",
+                "    out = mpmath.zeros(m, m)",
+                "    mats = {'SS': Q, 'ST': M, 'TS': M.T, 'TT': P}",
+                "    n_of = {'S': m, 'T': ms}",
+                "    for j in range(m):",
+                "        for k in range(m):",
+                "            acc = []"]
+        for b in sgd_blocks:
+            if b.phi == 0:
+                continue
+            out += [f"            for p in range(n_of['{b.p_kind}']):",
+                    f"                for q in range(n_of['{b.q_kind}']):"]
+            kind = {"j": "S", "k": "S", "p": b.p_kind, "q": b.q_kind}
+            for sym in sorted(b.phi.free_symbols, key=str):
+                s1, s2 = str(sym)[2], str(sym)[3]
+                out.append(f"                    {sym} = mats['{kind[s1]}{kind[s2]}'][{s1}, {s2}]")
+            w = (f" * {wname[b.p_kind]}[p] * {wname[b.q_kind]}[q]" if spec.weighted else "")
+            out.append(f"                    acc.append({be.num(b.coef)} * "
+                       f"({be.scalar(b.phi)}){w})")
+        if noise_pair != 0:
+            out += ["            x, y, z = Q[j, j], Q[k, k], Q[j, k]",
+                    f"            acc.append({be.scalar(noise_pair)})"]
+        w = " * a[j] * a[k]" if spec.weighted else ""
+        out += [f"            out[j, k] = mpmath.fsum(acc){w}", "    return out"]
+    out.append("")
     return "\n".join(out)

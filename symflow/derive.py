@@ -20,11 +20,12 @@ ROOT = Path(__file__).resolve().parent.parent
 def _model_entry(spec):
     def build():
         from symflow.codegen import render_model_module
-        from symflow.derivation.model import derive_blocks
+        from symflow.derivation.model import derive_blocks, derive_sgd_blocks
 
         blocks = derive_blocks(spec)
-        return {f"symflow/generated/{spec.name}_{be}.py": render_model_module(spec, blocks, be)
-                for be in ("numpy", "mpmath")}
+        sgd = derive_sgd_blocks(spec)
+        return {f"symflow/generated/{spec.name}_{be}.py":
+                render_model_module(spec, blocks, be, sgd=sgd) for be in ("numpy", "mpmath")}
     build.__name__ = f"model_{spec.name}"
     return build
 

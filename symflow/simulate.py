@@ -90,9 +90,10 @@ def _atomic(path, write, mode):
         raise
 
 
-def observables(Q, M, P):
+def observables(Q, M, P, kern=_gen):
     """risk, chi, dist from overlaps batched over leading axes (MATH.md sections 2, 4).
 
+    ``kern``: kernel namespace providing ``risk_from_overlaps`` (default: paper's model).
     Returns three arrays of shape Q.shape[:-2].
     """
     nq = np.sum(Q * Q, axis=(-2, -1))
@@ -100,7 +101,7 @@ def observables(Q, M, P):
     npp = np.sum(P * P, axis=(-2, -1))
     chi = nm / np.sqrt(nq * npp)
     dist = np.sqrt(np.maximum(nq - 2 * nm + npp, 0.0))
-    return _gen.risk_from_overlaps(Q, M, P), chi, dist
+    return kern.risk_from_overlaps(Q, M, P), chi, dist
 
 
 def _progress(total, enabled):
@@ -137,7 +138,7 @@ def _integrate(rhs, y0, t, solver, rtol, atol, tick):
     return sol
 
 
-def _run_overlaps(W0, Ws, t, solver, rtol, atol, tick):
+def _run_overlaps(W0, Ws, t, solver, rtol, atol, tick, flow=_gen.overlap_flow):
     m, ms = W0.shape[1], Ws.shape[1]
     Q0, M0, P = W0.T @ W0, W0.T @ Ws, Ws.T @ Ws
     trP = np.trace(P)
@@ -147,7 +148,7 @@ def _run_overlaps(W0, Ws, t, solver, rtol, atol, tick):
         Q = y[:nq].reshape(m, m)
         Q = 0.5 * (Q + Q.T)
         M = y[nq:-1].reshape(m, ms)
-        dQ, dM = _gen.overlap_flow(Q, M, P)
+        dQ, dM = flow(Q, M, P)
         return np.concatenate([dQ.ravel(), dM.ravel(), [np.trace(Q) - trP]])
 
     y0 = np.concatenate([Q0.ravel(), M0.ravel(), [0.0]])
@@ -159,14 +160,14 @@ def _run_overlaps(W0, Ws, t, solver, rtol, atol, tick):
     return Q, M, Y[:, -1], sol.nfev
 
 
-def _run_weights(W0, Ws, t, solver, rtol, atol, tick):
+def _run_weights(W0, Ws, t, solver, rtol, atol, tick, kern=_gen):
     d, m = W0.shape
     n = d * m
     sq = np.sum(Ws * Ws)
 
     def rhs(_s, y):
         W = y[:n].reshape(d, m)
-        g = _gen.weight_grad(W, Ws)
+        g = kern.weight_grad(W, Ws)
         return np.concatenate([-g.ravel(), [np.sum(W * W) - sq]])
 
     sol = _integrate(rhs, np.concatenate([W0.ravel(), [0.0]]), t, solver, rtol, atol, tick)
@@ -174,7 +175,7 @@ def _run_weights(W0, Ws, t, solver, rtol, atol, tick):
     return np.swapaxes(Wt, -1, -2) @ Wt, np.swapaxes(Wt, -1, -2) @ Ws, sol.y[-1], sol.nfev
 
 
-def _run_gd(W0, Ws, t, eta, tick):
+def _run_gd(W0, Ws, t, eta, tick, kern=_gen):
     steps = np.rint(t / eta).astype(np.int64)
     W = W0.copy()
     sq = np.sum(Ws * Ws)
@@ -184,7 +185,7 @@ def _run_gd(W0, Ws, t, eta, tick):
     for target in steps:
         while k < target:
             Q = W.T @ W
-            G_Q, G_M = _gen.overlap_grad(Q, W.T @ Ws, P)
+            G_Q, G_M = kern.overlap_grad(Q, W.T @ Ws, P)
             phi += eta * (np.trace(Q) - sq)
             W = W - eta * (W @ (G_Q + G_Q.T) + Ws @ G_M.T)
             k += 1
@@ -200,7 +201,8 @@ def _run_gd(W0, Ws, t, eta, tick):
 
 
 def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, atol=None,
-             eta=None, solver="DOP853", seed=None, progress=False, dps=None):
+             eta=None, solver="DOP853", seed=None, progress=False, dps=None, model=None,
+             lr=None):
     """Simulate the gradient flow of the population risk from ``W0``.
 
     Parameters
@@ -232,6 +234,12 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
     dps : int, optional
         High precision (mpmath) for ``method="overlaps"`` or ``"exact"``; see
         :func:`symflow.precision.simulate_mp`.
+    model : symflow.Model, optional
+        A general model (activations, weights, noise, weight decay); default: the
+        paper's quadratic model.  Methods "overlaps", "weights", "gd".
+    lr : float, optional
+        Online-SGD limit with step lr/d (``Model.sgd_flow``), ``method="overlaps"``
+        only; t is then (samples seen) / d.
 
     Returns
     -------
@@ -260,6 +268,17 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
         if eta is None:
             raise ValueError('method="gd" needs the step eta (e.g. eta=1e-2)')
         eta = finite_float(eta, "eta", lo=0, lo_open=True)
+    kern = _gen if model is None else model.kernels
+    if model is not None and (W0.shape[1] != model.m or W_star.shape[1] != model.m_star):
+        raise ValueError(f"W0 must have m = {model.m} columns and W_star m_star = "
+                         f"{model.m_star} for this model, got {W0.shape} and {W_star.shape}")
+    if (model is not None or lr is not None) and (method == "exact" or dps is not None):
+        raise ValueError('method="exact" and dps= are only for the paper\'s gradient flow; '
+                         'use method="overlaps" with model= or lr=')
+    if lr is not None:
+        lr = finite_float(lr, "lr", lo=0, lo_open=True)
+        if method != "overlaps":
+            raise ValueError(f'lr (online SGD limit) needs method="overlaps", got {method!r}')
     if dps is not None:
         from symflow.precision import simulate_mp
 
@@ -267,7 +286,14 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
     from symflow import __version__
 
     meta = dict(d=d, m=m, m_star=ms, method=method, rtol=rtol, atol=atol, solver=solver,
-                eta=eta, seed=seed, version=__version__)
+                eta=eta, seed=seed, version=__version__,
+                model=repr(model) if model is not None else "quadratic (paper)", lr=lr)
+    if lr is None:
+        flow = kern.overlap_flow
+    else:
+        def flow(Q, M, P):
+            dQ, dM = kern.overlap_flow(Q, M, P)
+            return lr * dQ + lr**2 * kern.sgd_term(Q, M, P), lr * dM
     tick = _Tick(_progress(times[-1], progress))
     try:
         if method == "exact":
@@ -277,11 +303,11 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
             return Trajectory(t=times, gamma=times / d, risk=r["risk"], phi=r["phi"],
                               chi=r["chi"], dist=r["dist"], meta=meta)
         if method == "overlaps":
-            Q, M, phi, nfev = _run_overlaps(W0, W_star, times, solver, rtol, atol, tick)
+            Q, M, phi, nfev = _run_overlaps(W0, W_star, times, solver, rtol, atol, tick, flow)
         elif method == "weights":
-            Q, M, phi, nfev = _run_weights(W0, W_star, times, solver, rtol, atol, tick)
+            Q, M, phi, nfev = _run_weights(W0, W_star, times, solver, rtol, atol, tick, kern)
         else:
-            Q, M, phi, steps = _run_gd(W0, W_star, times, eta, tick)
+            Q, M, phi, steps = _run_gd(W0, W_star, times, eta, tick, kern)
             times = steps * eta
             meta.update(steps=int(steps[-1]))
             nfev = int(steps[-1])
@@ -289,7 +315,7 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
     finally:
         tick.close()
     P = W_star.T @ W_star
-    risk, chi, dist = observables(Q, M, P)
+    risk, chi, dist = observables(Q, M, P, kern)
     return Trajectory(t=times, gamma=times / d, risk=risk, phi=phi, chi=chi, dist=dist, Q=Q,
                       M=M, meta=meta)
 

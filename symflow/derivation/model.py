@@ -275,3 +275,79 @@ def entrywise_weight_flow(spec: ModelSpec, d, m, m_star):
     dQ = (-(grad.T * W + W.T * grad)).applyfunc(sp.expand)
     dM = (-(grad.T * Ws)).applyfunc(sp.expand)
     return dQ, dM, W, Ws
+
+
+# ------------------------------------------------------------------ online SGD
+# four-body covariance symbols among (h_j, h_k, u_p, u_q)
+FOUR = ("j", "k", "p", "q")
+C4 = {(a, b): sp.Symbol(f"c_{a}{b}", real=True)
+      for i, a in enumerate(FOUR) for b in FOUR[i:]}
+
+
+def _c4(a, b):
+    return C4[(a, b)] if (a, b) in C4 else C4[(b, a)]
+
+
+@dataclass(frozen=True)
+class SGDBlock:
+    """coef * sum_{p,q} w_p w'_q phi(cov(h_j, h_k, u_p, u_q)) for each (j, k).
+
+    ``p_kind``/``q_kind``: 'S' (student unit: overlaps with h via Q) or 'T' (teacher
+    unit: via M, among teachers via P).  ``phi`` is a polynomial in the symbols
+    :data:`C4`.
+    """
+
+    name: str
+    p_kind: str
+    q_kind: str
+    coef: sp.Expr
+    phi: sp.Expr
+
+
+def derive_sgd_blocks(spec: ModelSpec):
+    """Blocks of the eta^2 term E[g_j g_k] of online SGD (without the a_j a_k factor).
+
+    g_j = 2 loss_scale (f - y) a_j s'(h_j); with y = f* + sqrt(noise) xi,
+    E[g_j g_k] = 4 ls^2 a_j a_k ( E[(f - f*)^2 s'(h_j) s'(h_k)] + noise E[s'(h_j) s'(h_k)] ),
+    and (f - f*)^2 expands into student-student, student-teacher (x -2) and
+    teacher-teacher pair sums: each a four-field Gaussian expectation (Isserlis).
+    Returns (list of SGDBlock, noise pair polynomial in (x, y, z) for E[s'(h_j) s'(h_k)]).
+    """
+    ls = sp.sympify(spec.loss_scale)
+    ds = sp.diff(spec.activation, _s)
+    fields = sp.symbols("f_j f_k f_p f_q", real=True)
+    cov = sp.Matrix(4, 4, lambda i, j: _c4(FOUR[i], FOUR[j]))
+    act = {"S": spec.activation, "T": spec.teacher_activation}
+    blocks = []
+    for name, pk, qk, coef in (("SS", "S", "S", 1), ("ST", "S", "T", -2), ("TT", "T", "T", 1)):
+        expr = (ds.subs(_s, fields[0]) * ds.subs(_s, fields[1])
+                * act[pk].subs(_s, fields[2]) * act[qk].subs(_s, fields[3]))
+        phi = expect(sp.expand(expr), fields, cov)
+        blocks.append(SGDBlock(name, pk, qk, 4 * ls**2 * coef, phi))
+    noise_pair = sp.expand(4 * ls**2 * sp.sympify(spec.noise) * pair_moment(ds, ds))
+    return blocks, noise_pair
+
+
+def entrywise_sgd_term(spec: ModelSpec, m, m_star, a=None, a_star=None):
+    """Independent path: E[g_j g_k] for given widths by one ``expect`` over m + m* fields.
+
+    Returns (m x m sympy Matrix, (Q, M, P)).
+    """
+    Q, M, P = overlap_symbols(m, m_star)
+    cov = sp.Matrix(sp.BlockMatrix([[Q, M], [M.T, P]]))
+    h = sp.symbols(f"h0:{m}", real=True)
+    g = sp.symbols(f"g0:{m_star}", real=True)
+    a = [1] * m if a is None else list(a)
+    a_star = [1] * m_star if a_star is None else list(a_star)
+    ls = sp.sympify(spec.loss_scale)
+    f = sum(a[i] * spec.activation.subs(_s, h[i]) for i in range(m))
+    fs = sum(a_star[k] * spec.teacher_activation.subs(_s, g[k]) for k in range(m_star))
+    ds = sp.diff(spec.activation, _s)
+    out = sp.zeros(m, m)
+    fields = list(h) + list(g)
+    for j in range(m):
+        for k in range(m):
+            w = 4 * ls**2 * a[j] * a[k] * ds.subs(_s, h[j]) * ds.subs(_s, h[k])
+            out[j, k] = expect(sp.expand(w * (f - fs) ** 2), fields, cov) + expect(
+                sp.expand(w * spec.noise), fields, cov)
+    return out, (Q, M, P)

@@ -101,3 +101,53 @@ def weight_grad(W, W_star):
     P = (W_star.T * W_star)
     G_Q, G_M = overlap_grad(Q, M, P)
     return (W * (G_Q + G_Q.T)) + (W_star * G_M.T)
+
+
+def sgd_term(Q, M, P):
+    """eta^2 term of the online-SGD overlap ODE: E[g_j g_k] (m x m).
+
+    dQ/dt = eta * (gradient-flow dQ/dt) + eta^2 * sgd_term, t = samples / d.
+    """
+    Q, M, P = mpmath.matrix(Q), mpmath.matrix(M), mpmath.matrix(P)
+    m, ms = Q.rows, P.rows
+    out = mpmath.zeros(m, m)
+    mats = {'SS': Q, 'ST': M, 'TS': M.T, 'TT': P}
+    n_of = {'S': m, 'T': ms}
+    for j in range(m):
+        for k in range(m):
+            acc = []
+            for p in range(n_of['S']):
+                for q in range(n_of['S']):
+                    c_jk = mats['SS'][j, k]
+                    c_jp = mats['SS'][j, p]
+                    c_jq = mats['SS'][j, q]
+                    c_kp = mats['SS'][k, p]
+                    c_kq = mats['SS'][k, q]
+                    c_pp = mats['SS'][p, p]
+                    c_pq = mats['SS'][p, q]
+                    c_qq = mats['SS'][q, q]
+                    acc.append((mpmath.mpf(1)/mpmath.mpf(4)) * (4*c_jk*c_pp*c_qq + 8*c_jk*c_pq**2 + 8*c_jp*c_kp*c_qq + 16*c_jp*c_kq*c_pq + 16*c_jq*c_kp*c_pq + 8*c_jq*c_kq*c_pp))
+            for p in range(n_of['S']):
+                for q in range(n_of['T']):
+                    c_jk = mats['SS'][j, k]
+                    c_jp = mats['SS'][j, p]
+                    c_jq = mats['ST'][j, q]
+                    c_kp = mats['SS'][k, p]
+                    c_kq = mats['ST'][k, q]
+                    c_pp = mats['SS'][p, p]
+                    c_pq = mats['ST'][p, q]
+                    c_qq = mats['TT'][q, q]
+                    acc.append((mpmath.mpf(-1)/mpmath.mpf(2)) * (4*c_jk*c_pp*c_qq + 8*c_jk*c_pq**2 + 8*c_jp*c_kp*c_qq + 16*c_jp*c_kq*c_pq + 16*c_jq*c_kp*c_pq + 8*c_jq*c_kq*c_pp))
+            for p in range(n_of['T']):
+                for q in range(n_of['T']):
+                    c_jk = mats['SS'][j, k]
+                    c_jp = mats['ST'][j, p]
+                    c_jq = mats['ST'][j, q]
+                    c_kp = mats['ST'][k, p]
+                    c_kq = mats['ST'][k, q]
+                    c_pp = mats['TT'][p, p]
+                    c_pq = mats['TT'][p, q]
+                    c_qq = mats['TT'][q, q]
+                    acc.append((mpmath.mpf(1)/mpmath.mpf(4)) * (4*c_jk*c_pp*c_qq + 8*c_jk*c_pq**2 + 8*c_jp*c_kp*c_qq + 16*c_jp*c_kq*c_pq + 16*c_jq*c_kp*c_pq + 8*c_jq*c_kq*c_pp))
+            out[j, k] = mpmath.fsum(acc)
+    return out

@@ -99,3 +99,43 @@ def weight_grad(W, W_star):
     P = (np.swapaxes(W_star, -1, -2) @ W_star)
     G_Q, G_M = overlap_grad(Q, M, P)
     return (W @ (G_Q + np.swapaxes(G_Q, -1, -2))) + (W_star @ np.swapaxes(G_M, -1, -2))
+
+
+def sgd_term(Q, M, P):
+    """eta^2 term of the online-SGD overlap ODE: E[g_j g_k] (m x m).
+
+    dQ/dt = eta * (gradient-flow dQ/dt) + eta^2 * sgd_term, t = samples / d.
+    """
+    Q, M, P = (np.asarray(Q, dtype=float), np.asarray(M, dtype=float), np.asarray(P, dtype=float))
+    dQ = np.diagonal(Q, axis1=-2, axis2=-1)
+    dP = np.diagonal(P, axis1=-2, axis2=-1)
+    M_T = np.swapaxes(M, -1, -2)
+    out = 0.0 * Q
+    c_jk = Q[..., :, :, None, None]
+    c_jp = Q[..., :, None, :, None]
+    c_jq = Q[..., :, None, None, :]
+    c_kp = Q[..., None, :, :, None]
+    c_kq = Q[..., None, :, None, :]
+    c_pp = dQ[..., None, None, :, None]
+    c_pq = Q[..., None, None, :, :]
+    c_qq = dQ[..., None, None, None, :]
+    out = out + (1/4) * np.sum(np.broadcast_to((4*c_jk*c_pp*c_qq + 8*c_jk*c_pq**2 + 8*c_jp*c_kp*c_qq + 16*c_jp*c_kq*c_pq + 16*c_jq*c_kp*c_pq + 8*c_jq*c_kq*c_pp), Q.shape[:-2] + (Q.shape[-1], Q.shape[-1], Q.shape[-1], Q.shape[-1])), axis=(-2, -1))  # SS
+    c_jk = Q[..., :, :, None, None]
+    c_jp = Q[..., :, None, :, None]
+    c_jq = M[..., :, None, None, :]
+    c_kp = Q[..., None, :, :, None]
+    c_kq = M[..., None, :, None, :]
+    c_pp = dQ[..., None, None, :, None]
+    c_pq = M[..., None, None, :, :]
+    c_qq = dP[..., None, None, None, :]
+    out = out + (-1/2) * np.sum(np.broadcast_to((4*c_jk*c_pp*c_qq + 8*c_jk*c_pq**2 + 8*c_jp*c_kp*c_qq + 16*c_jp*c_kq*c_pq + 16*c_jq*c_kp*c_pq + 8*c_jq*c_kq*c_pp), Q.shape[:-2] + (Q.shape[-1], Q.shape[-1], Q.shape[-1], P.shape[-1])), axis=(-2, -1))  # ST
+    c_jk = Q[..., :, :, None, None]
+    c_jp = M[..., :, None, :, None]
+    c_jq = M[..., :, None, None, :]
+    c_kp = M[..., None, :, :, None]
+    c_kq = M[..., None, :, None, :]
+    c_pp = dP[..., None, None, :, None]
+    c_pq = P[..., None, None, :, :]
+    c_qq = dP[..., None, None, None, :]
+    out = out + (1/4) * np.sum(np.broadcast_to((4*c_jk*c_pp*c_qq + 8*c_jk*c_pq**2 + 8*c_jp*c_kp*c_qq + 16*c_jp*c_kq*c_pq + 16*c_jq*c_kp*c_pq + 8*c_jq*c_kq*c_pp), Q.shape[:-2] + (Q.shape[-1], Q.shape[-1], P.shape[-1], P.shape[-1])), axis=(-2, -1))  # TT
+    return out
