@@ -63,7 +63,10 @@ def _cmd_run(args):
 
     s = run_job(d=args.d, m=args.m, m_star=args.m_star, init=args.init, teacher=args.teacher,
                 seed=args.seed, gamma_max=args.gamma_max, points=args.points,
-                method=args.method, out=args.out, progress=not args.json, eta=args.eta)
+                method=args.method, out=args.out, progress=not args.json, eta=args.eta,
+                activation=args.activation, teacher_activation=args.teacher_activation,
+                noise=args.noise, weight_decay=args.weight_decay,
+                lr=args.lr if args.sgd else None)
     if args.json:
         print(json.dumps(s))
     else:
@@ -172,6 +175,14 @@ def build_parser():
     r.add_argument("--method", choices=("auto", "exact", "overlaps", "weights", "gd"),
                    default="auto")
     r.add_argument("--eta", type=_pos_float, default=1e-2, help="step of --method gd")
+    r.add_argument("--activation", default=None,
+                   help='student activation polynomial, e.g. "z**3" (general Model)')
+    r.add_argument("--teacher-activation", default=None)
+    r.add_argument("--noise", type=_float, default=0.0, help="label-noise variance")
+    r.add_argument("--weight-decay", type=_float, default=0.0)
+    r.add_argument("--sgd", action="store_true",
+                   help="online-SGD limit (step lr/d, t = samples/d) instead of gradient flow")
+    r.add_argument("--lr", type=_pos_float, default=0.1, help="learning rate of --sgd")
     r.add_argument("--out", default="symflow-run")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=_cmd_run)

@@ -96,7 +96,8 @@ def plot_run(traj, path):
 
 def run_job(d=200, m=100, m_star=50, init="orthonormal", teacher="orthonormal", seed=0,
             gamma_max=10.0, points=400, method="auto", out="symflow-run", progress=True,
-            rtol=1e-10, eta=1e-2, plot=True):
+            rtol=1e-10, eta=1e-2, plot=True, activation=None, teacher_activation=None,
+            noise=0.0, weight_decay=0.0, lr=None):
     """Run one simulation and write ``out``/trajectory.csv, meta.json and run.png.
 
     Parameters
@@ -117,6 +118,11 @@ def run_job(d=200, m=100, m_star=50, init="orthonormal", teacher="orthonormal", 
         Output directory (created).
     eta : float
         Step for method="gd".
+    activation, teacher_activation : str, optional
+        Polynomial activations for a general :class:`symflow.Model` (default: the
+        paper's z**2 with no model object); ``noise``, ``weight_decay`` likewise.
+    lr : float, optional
+        Online SGD limit with step lr/d (t = samples / d); implies method="overlaps".
 
     Returns
     -------
@@ -132,12 +138,20 @@ def run_job(d=200, m=100, m_star=50, init="orthonormal", teacher="orthonormal", 
 
     d, m, m_star = (positive_int(v, n) for v, n in ((d, "d"), (m, "m"), (m_star, "m_star")))
     gam = time_grid_gamma(gamma_max, points)
+    model = None
+    if activation is not None or teacher_activation is not None or noise or weight_decay:
+        from symflow.model import Model
+
+        model = Model(activation or "z**2", m, m_star, teacher_activation=teacher_activation,
+                      noise=noise, weight_decay=weight_decay)
+    general = model is not None or lr is not None
     if method == "auto":
-        method = "exact" if init == teacher == "orthonormal" else "overlaps"
+        method = "exact" if init == teacher == "orthonormal" and not general else "overlaps"
     W0, Ws = make_instance(d, m, m_star, init, teacher, seed)
     t0 = time.perf_counter()
     traj = simulate(W0, Ws, gamma=gam, method=method, rtol=rtol,
-                    eta=eta if method == "gd" else None, seed=seed, progress=progress)
+                    eta=eta if method == "gd" else None, seed=seed, progress=progress,
+                    model=model, lr=lr)
     elapsed = time.perf_counter() - t0
     traj.meta.update(init=init, teacher=teacher, gamma_max=gamma_max, points=points,
                      wall_time_s=elapsed)
