@@ -40,11 +40,23 @@ def _limit_entry():
             for be in ("numpy", "mpmath")}
 
 
+def _reports_entry():
+    from symflow.derivation.report import reports
+
+    return reports()
+
+
 def entries():
-    """Ordered list of (name, builder) derivation entries."""
+    """Ordered list of (name, builder) derivation entries.
+
+    Moments -> risk -> gradient -> overlap ODEs (model kernels), limit closed forms, and
+    the markdown reports of every step.  A new model variant is one more
+    ``_model_entry(ModelSpec(...))`` here.
+    """
     from symflow.derivation.model import PAPER_MODEL
 
-    return [("quadratic_model", _model_entry(PAPER_MODEL)), ("limit", _limit_entry)]
+    return [("quadratic_model", _model_entry(PAPER_MODEL)), ("limit", _limit_entry),
+            ("reports", _reports_entry)]
 
 
 def build_all():
