@@ -91,7 +91,8 @@ def risk_md(spec=dm.PAPER_MODEL):
     blocks = dm.derive_blocks(spec)
     lines = [HEAD + f"# 2. Population risk ({spec.name})", "",
              "Assumptions: $x\\sim N(0, I_d)$; student $f(x) = \\sum_j a_j\\,"
-             f"\\sigma(W_{{:,j}}\\cdot x)$ with $\\sigma(s) = {sp.latex(spec.activation)}$, teacher "
+             f"\\sigma(W_{{:,j}}\\cdot x)$ with $\\sigma(s) = {sp.latex(spec.activation)}$, "
+             "teacher "
              f"$\\sigma^*(s) = {sp.latex(spec.teacher_activation)}$, "
              f"loss scale ${sp.latex(spec.loss_scale)}$, label noise ${sp.latex(spec.noise)}$, "
              f"weight decay ${sp.latex(spec.weight_decay)}$; second-layer weights "
