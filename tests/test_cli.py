@@ -29,3 +29,32 @@ def test_cli_errors_one_line_exit_2(argv):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("symflow: error:")
     assert "Traceback" not in proc.stderr
+
+
+def test_limit_cli(tmp_path, capsys):
+    assert main(["limit", "--alpha", "0.5", "--alpha-star", "0.25", "--gamma-max", "1",
+                 "--out", str(tmp_path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert abs(out["phi_final"] - 0.279260) < 2e-6  # MATH.md section 6 reference table
+    assert (tmp_path / "limit.csv").exists()
+    assert main(["limit", "--alpha", "1.5", "--alpha-star", "0.25"]) == 2
+    assert "alpha" in capsys.readouterr().err
+
+
+def test_run_general_model_and_sgd(tmp_path, capsys):
+    assert main(["run", "--d", "30", "--m", "3", "--m-star", "2", "--activation", "z**3",
+                 "--init", "gaussian", "--teacher", "gaussian", "--gamma-max", "1", "--points",
+                 "20", "--out", str(tmp_path / "a"), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["method"] == "overlaps" and s["final_risk"] >= 0
+    meta = json.loads((tmp_path / "a" / "meta.json").read_text())
+    assert "z**3" in meta["model"] or "s**3" in meta["model"]
+    assert main(["run", "--d", "30", "--m", "3", "--m-star", "2", "--sgd", "--lr", "0.1",
+                 "--gamma-max", "1", "--points", "10", "--out", str(tmp_path / "b"),
+                 "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["method"] == "overlaps"
+    assert main(["run", "--activation", "sin(z)", "--out", str(tmp_path / "c")]) == 2
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())
+    assert main(["run", "--sgd", "--method", "exact", "--d", "10", "--m", "2", "--m-star", "1",
+                 "--out", str(tmp_path / "d")]) == 2
