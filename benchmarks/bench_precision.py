@@ -10,7 +10,7 @@ import time
 
 import mpmath
 
-from symflow.limit import limit
+from symflow.highdim import limit
 
 
 def main():

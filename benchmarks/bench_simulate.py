@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from symflow.init import orthonormal
-from symflow.simulate import simulate
+from symflow.simulators import simulate
 
 GD_STEP_BUDGET = 20_000
 

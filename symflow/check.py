@@ -177,7 +177,7 @@ def _instance(d, m, ms, seed):
 def check_overlaps_solver(quick, dps):
     """simulate(method="overlaps", rtol=1e-13) vs the mpmath overlap solver (phi, chi, risk)."""
     from symflow.precision import overlaps_mp
-    from symflow.simulate import simulate
+    from symflow.simulators import simulate
 
     d, m, ms = (6, 2, 1) if quick else (8, 3, 2)
     W0, Ws = _instance(d, m, ms, 3)
@@ -192,7 +192,7 @@ def check_overlaps_solver(quick, dps):
 def check_exact_solver(quick, dps):
     """simulate(method="exact", rtol=1e-13) vs the mpmath exact reduction (phi, chi, risk)."""
     from symflow.precision import exact_mp
-    from symflow.simulate import simulate
+    from symflow.simulators import simulate
 
     d, m, ms = (6, 2, 1) if quick else (10, 4, 3)
     W0, Ws = _instance(d, m, ms, 5)
@@ -210,7 +210,7 @@ def _limit_cases(quick):
 
 def check_limit_solver(quick, dps):
     """limit(rtol=1e-13) vs limit(dps=...) (mpmath.odefun), phi and chi."""
-    from symflow.limit import limit
+    from symflow.highdim import limit
 
     g = [0.0, 0.5] if quick else [0.0, 0.5, 1.0, 2.0]
     err = 0.0
@@ -250,7 +250,7 @@ _TABLE = {
 
 def check_limit_table(quick, dps):
     """limit() vs the MATH.md reference table (phi, chi at gamma = 0.5, 1, 2)."""
-    from symflow.limit import limit
+    from symflow.highdim import limit
 
     err = 0.0
     for (a, s), (phis, chis) in _TABLE.items():
@@ -266,8 +266,8 @@ def check_finite_d_extrapolation(quick, dps):
     the error (finite-d corrections of linear statistics of the Jacobi ensemble are
     O(1/d), fluctuations O(1/d) too).
     """
-    from symflow.limit import limit
-    from symflow.simulate import simulate
+    from symflow.highdim import limit
+    from symflow.simulators import simulate
 
     ds = [50, 100, 200] if quick else [200, 400, 800, 1600]
     reps = 2 if quick else 4

@@ -82,7 +82,7 @@ def _cmd_limit(args):
 
     import numpy as np
 
-    from symflow.limit import limit
+    from symflow.highdim import limit
 
     gam = np.linspace(0.0, args.gamma_max, args.points)
     tr = limit(args.alpha, args.alpha_star, gam, rtol=args.rtol)

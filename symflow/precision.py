@@ -4,7 +4,7 @@ Both use the generated mpmath kernels (same derivation as the numpy ones) or the
 exact reduction, and integrate with ``mpmath.odefun`` (Taylor series method of
 mpmath, working tolerance 2^-prec at ``mp.dps = dps``; its step is chosen so that the
 truncation error stays below that tolerance).  Measured accuracy: the results at
-``dps`` and at ``dps + 15`` agree to about ``dps - 3`` digits for t <= 2 d on small
+``dps`` and at ``dps + 10`` agree to about ``dps`` digits for t <= 2 d on small
 instances (see ``symflow check``); we promise ``dps - 5`` digits for gamma <= 2.
 
 Cost grows quickly with the state size (``m^2 + m m*`` for "overlaps", two scalars for
@@ -180,7 +180,7 @@ def exact_mp(W0, W_star, times, dps=30):
 
 
 def simulate_mp(W0, W_star, times, method="overlaps", dps=30, seed=None):
-    """High-precision counterpart of :func:`symflow.simulate` (``dps=`` there).
+    """High-precision counterpart of :func:`symflow.simulators` (``dps=`` there).
 
     Parameters
     ----------
@@ -207,7 +207,7 @@ def simulate_mp(W0, W_star, times, method="overlaps", dps=30, seed=None):
 
     from symflow import __version__
     from symflow._validate import positive_int
-    from symflow.simulate import Trajectory
+    from symflow.simulators import Trajectory
 
     dps = positive_int(dps, "dps", minimum=15)
     if method not in ("overlaps", "exact"):
@@ -236,7 +236,7 @@ def simulate_mp(W0, W_star, times, method="overlaps", dps=30, seed=None):
 def limit_mp(alpha, alpha_star, gamma, dps=30):
     """High-dimensional limit (MATH.md section 6) in mpmath at ``dps`` digits.
 
-    Same state and generated right-hand side as :func:`symflow.limit.limit`
+    Same state and generated right-hand side as :func:`symflow.highdim.limit`
     ((log F, log J), kernels of :mod:`symflow.generated.limit_mpmath`), integrated by
     ``mpmath.odefun``.
 

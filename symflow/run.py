@@ -132,9 +132,9 @@ def run_job(d=200, m=100, m_star=50, init="orthonormal", teacher="orthonormal", 
     Raises
     ------
     ValueError
-        Bad parameters (see :func:`symflow.simulate.simulate`).
+        Bad parameters (see :func:`symflow.simulators.simulate`).
     """
-    from symflow.simulate import simulate
+    from symflow.simulators import simulate
 
     d, m, m_star = (positive_int(v, n) for v, n in ((d, "d"), (m, "m"), (m_star, "m_star")))
     gam = time_grid_gamma(gamma_max, points)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import integrate
 
-from symflow.limit import LimitTrajectory, conservation_residual, limit
+from symflow.highdim import LimitTrajectory, conservation_residual, limit
 from symflow.wachter import sample_overlap_spectrum
 
 # MATH.md section 6 reference table (independent solver, accurate to about 1e-6)

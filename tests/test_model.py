@@ -15,7 +15,7 @@ from symflow.derivation.model import (
 )
 from symflow.init import gaussian
 from symflow.model import Model
-from symflow.simulate import simulate
+from symflow.simulators import simulate
 
 z = sp.Symbol("z")
 

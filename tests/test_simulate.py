@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from symflow.init import degenerate, gaussian, orthonormal
-from symflow.simulate import simulate
+from symflow.simulators import simulate
 
 
 def _close(a, b, rel, abs_):

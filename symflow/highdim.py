@@ -128,8 +128,8 @@ def limit(alpha, alpha_star, gamma, rtol=1e-10, method="auto", dps=None):
         Output times gamma = t/d: 1-D, finite, >= 0, strictly increasing (0 allowed).
         The ODE is always integrated from gamma = 0.
     rtol : float in [1e-14, 1e-2]
-        Relative tolerance of scipy's DOP853; atol = 1e-3 * rtol.  The default gives
-        phi and chi to about 1e-9 absolute on gamma in [0, 10].
+        Relative tolerance of the solve_ivp method (see ``method``); atol = 1e-3 * rtol.
+        The default gives phi and chi to about 1e-9 absolute on gamma in [0, 10].
     method : {"auto", "DOP853", "Radau", "LSODA"}
         scipy.integrate.solve_ivp method; "auto" uses DOP853 and switches to Radau for
         the stiff long-horizon regime alpha < alpha* (see meta["method"]).
@@ -151,7 +151,7 @@ def limit(alpha, alpha_star, gamma, rtol=1e-10, method="auto", dps=None):
     RuntimeError
         If the ODE solver fails.
 
-    Source: MATH.md section 6 (derived from section 5 in derivations/limit_notes.md).
+    Source: MATH.md section 6 (derived from section 5 in docs/limit_derivation_notes.md).
     """
     alpha, alpha_star = _alphas(alpha, alpha_star)
     gamma = time_grid(gamma, "gamma")
