@@ -274,17 +274,19 @@ def check_finite_d_extrapolation(quick, dps):
     err = 0.0
     for a, s in ((0.5, 0.25),) if quick else ((0.5, 0.25), (0.5, 0.5), (0.75, 0.5)):
         lim = limit(a, s, [0.0, 1.0])
-        for k, idx in (("phi", 1), ("chi", 1)):
-            vals = []
-            for d in ds:
-                acc = []
-                for r in range(reps):
-                    W0, Ws = _instance(d, int(round(a * d)), int(round(s * d)), 100 * r + d)
-                    tr = simulate(W0, Ws, gamma=[0.0, 1.0], method="exact")
-                    acc.append(getattr(tr, k)[idx])
-                vals.append(np.mean(acc))
-            coef = np.polyfit(1.0 / np.array(ds), vals, 1)
-            err = max(err, abs(coef[1] - getattr(lim, k)[idx]))
+        vals = {"phi": [], "chi": []}
+        for d in ds:
+            acc = {"phi": [], "chi": []}
+            for r in range(reps):
+                W0, Ws = _instance(d, int(round(a * d)), int(round(s * d)), 100 * r + d)
+                tr = simulate(W0, Ws, gamma=[0.0, 1.0], method="exact")
+                for k in acc:
+                    acc[k].append(getattr(tr, k)[1])
+            for k in acc:
+                vals[k].append(np.mean(acc[k]))
+        for k in vals:
+            coef = np.polyfit(1.0 / np.array(ds), vals[k], 1)
+            err = max(err, abs(coef[1] - getattr(lim, k)[1]))
     return err, 1e-2 if quick else 3e-3
 
 
