@@ -86,12 +86,21 @@ def _np_risk_lines(spec, blocks, be):
     lines = ["    dQ = np.diagonal(Q, axis1=-2, axis2=-1)",
              "    dP = np.diagonal(P, axis1=-2, axis2=-1)",
              f"    out = {be.num(_const(spec))} + 0.0 * dQ[..., 0]"]
+    sums = {}  # common sub-expressions: sums of diagonal powers, computed once
+
+    def vsum(vec, mat):
+        if not vec:
+            return f"{mat}.shape[-1]"
+        if vec not in sums:
+            sums[vec] = f"s{len(sums)}"
+            lines.append(f"    {sums[vec]} = np.sum({vec}, axis=-1)")
+        return sums[vec]
+
     for b in blocks:
         for c, p, q, r in b.monomials:
             u, v = _np_vec(spec, b, "row", p), _np_vec(spec, b, "col", q)
             if r == 0:
-                su = f"np.sum({u}, axis=-1)" if u else f"{b.row}.shape[-1]"
-                sv = f"np.sum({v}, axis=-1)" if v else f"{b.col}.shape[-1]"
+                su, sv = vsum(u, b.row), vsum(v, b.col)
                 lines.append(f"    out = out + {be.num(c)} * {su} * {sv}  # {b.name}")
             elif not (u or v):
                 lines.append(f"    out = out + {be.num(c)} * np.sum({_np_pow(b.cross, r)}, "

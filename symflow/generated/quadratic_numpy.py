@@ -27,11 +27,13 @@ def risk_from_overlaps(Q, M, P):
     dP = np.diagonal(P, axis1=-2, axis2=-1)
     out = (0) + 0.0 * dQ[..., 0]
     out = out + (1/2) * np.sum(Q**2, axis=(-2, -1))  # QQ
-    out = out + (1/4) * np.sum(dQ, axis=-1) * np.sum(dQ, axis=-1)  # QQ
+    s0 = np.sum(dQ, axis=-1)
+    out = out + (1/4) * s0 * s0  # QQ
     out = out + (-1) * np.sum(M**2, axis=(-2, -1))  # QM
-    out = out + (-1/2) * np.sum(dQ, axis=-1) * np.sum(dP, axis=-1)  # QM
+    s1 = np.sum(dP, axis=-1)
+    out = out + (-1/2) * s0 * s1  # QM
     out = out + (1/2) * np.sum(P**2, axis=(-2, -1))  # PP
-    out = out + (1/4) * np.sum(dP, axis=-1) * np.sum(dP, axis=-1)  # PP
+    out = out + (1/4) * s1 * s1  # PP
     return out
 
 
