@@ -1,4 +1,4 @@
-"""Command-line interface: ``symflow risk|run|limit|check|derive|figures``.
+"""Command-line interface: symflow risk|run|limit|check|derive|figures.
 
 Errors in the arguments print one line to stderr and exit with status 2.
 """
@@ -61,12 +61,22 @@ def _cmd_risk(args):
 def _cmd_run(args):
     from symflow.run import run_job
 
+    if args.lr is not None and not args.sgd:
+        raise CLIError("--lr is the learning rate of --sgd; add --sgd or drop --lr")
+    if args.eta is not None and args.method != "gd":
+        raise CLIError("--eta is the step of --method gd; add --method gd or drop --eta")
+    general = args.activation or args.teacher_activation or args.noise or args.weight_decay
+    if (general or args.sgd) and args.method == "exact":
+        raise CLIError("--method exact is only for the paper's quadratic gradient flow; use "
+                       "--method overlaps (or auto) with --activation/--noise/--weight-decay/--sgd")
+
     s = run_job(d=args.d, m=args.m, m_star=args.m_star, init=args.init, teacher=args.teacher,
                 seed=args.seed, gamma_max=args.gamma_max, points=args.points,
-                method=args.method, out=args.out, progress=not args.json, eta=args.eta,
+                method=args.method, out=args.out, progress=not args.json,
+                eta=1e-2 if args.eta is None else args.eta,
                 activation=args.activation, teacher_activation=args.teacher_activation,
                 noise=args.noise, weight_decay=args.weight_decay,
-                lr=args.lr if args.sgd else None)
+                lr=(0.1 if args.lr is None else args.lr) if args.sgd else None)
     if args.json:
         print(json.dumps(s))
     else:
@@ -87,7 +97,7 @@ def _cmd_limit(args):
     gam = np.linspace(0.0, args.gamma_max, args.points)
     tr = limit(args.alpha, args.alpha_star, gam, rtol=args.rtol)
     out = {"alpha": args.alpha, "alpha_star": args.alpha_star, "gamma_max": args.gamma_max,
-           "phi_final": float(tr.phi[-1]), "chi_final": float(tr.chi[-1]),
+           "final_phi": float(tr.phi[-1]), "final_chi": float(tr.chi[-1]),
            "chi_infinity": tr.chi_final, "wall_time_s": tr.meta["wall_time_s"]}
     if args.out:
         d = Path(args.out)
@@ -98,7 +108,7 @@ def _cmd_limit(args):
         print(json.dumps(out))
     else:
         print(f"limit alpha={args.alpha:g} alpha*={args.alpha_star:g}: gamma={args.gamma_max:g} "
-              f"phi={out['phi_final']:.10g} chi={out['chi_final']:.10g} "
+              f"phi={out['final_phi']:.10g} chi={out['final_chi']:.10g} "
               f"(chi(inf)={tr.chi_final:.6g}, {out['wall_time_s'] * 1e3:.1f} ms)")
         if args.out:
             print(f"wrote {out['out']}")
@@ -151,30 +161,49 @@ def _pos_float(s):
 
 
 def build_parser():
-    p = _Parser(prog="symflow", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", parser_class=_Parser)
-    r = sub.add_parser("risk", help="exact population risk vs Monte Carlo on a random instance")
-    r.add_argument("--d", type=_pos_int, default=20)
-    r.add_argument("--m", type=_pos_int, default=10)
-    r.add_argument("--m-star", type=_pos_int, default=5)
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--samples", type=int, default=200_000)
-    r.add_argument("--json", action="store_true")
+    from symflow import __version__
+
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = _Parser(prog="symflow", description="Learning dynamics of teacher-student shallow "
+                "networks (Martin, Bach, Biroli 2024): derived kernels, simulators, the "
+                "d = infinity limit, high-precision checks and the paper's figures.")
+    p.add_argument("--version", action="version", version=f"symflow {__version__}")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+
+    def add(name, **kw):
+        return sub.add_parser(name, formatter_class=fmt, **kw)
+
+    r = add("risk", help="derived population risk vs Monte Carlo on a random instance",
+            description="Derived population risk of a random Gaussian instance (entries "
+            "N(0, 1/(d k))) next to a direct Monte Carlo estimate and its standard error.")
+    r.add_argument("--d", type=_pos_int, default=20, help="input dimension")
+    r.add_argument("--m", type=_pos_int, default=10, help="student width")
+    r.add_argument("--m-star", type=_pos_int, default=5, help="teacher width")
+    r.add_argument("--seed", type=int, default=0, help="seed of the instance and the samples")
+    r.add_argument("--samples", type=int, default=200_000, help="Monte Carlo samples (>= 2)")
+    r.add_argument("--json", action="store_true", help="print the result as JSON")
     r.set_defaults(func=_cmd_risk)
     from symflow.run import INITS
 
-    r = sub.add_parser("run", help="main job: one gradient-flow run (paper Fig. 2/3, top panel)")
-    r.add_argument("--d", type=_pos_int, default=200)
-    r.add_argument("--m", type=_pos_int, default=100)
-    r.add_argument("--m-star", type=_pos_int, default=50)
-    r.add_argument("--init", choices=INITS, default="orthonormal")
-    r.add_argument("--teacher", choices=INITS, default="orthonormal")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--gamma-max", type=_pos_float, default=10.0)
-    r.add_argument("--points", type=_pos_int, default=400)
+    r = add("run", help="main job: one gradient-flow run (paper Fig. 2/3, top panel)",
+            description="One seeded run of the gradient flow; writes OUT/trajectory.csv "
+            "(t, gamma, risk, phi, chi, dist), OUT/meta.json and OUT/run.png.  Defaults: one "
+            "repetition of the top panel of the paper's Figures 2/3 at d = 200.")
+    r.add_argument("--d", type=_pos_int, default=200, help="input dimension")
+    r.add_argument("--m", type=_pos_int, default=100, help="student width")
+    r.add_argument("--m-star", type=_pos_int, default=50, help="teacher width")
+    r.add_argument("--init", choices=INITS, default="orthonormal", help="student start")
+    r.add_argument("--teacher", choices=INITS, default="orthonormal", help="teacher weights")
+    r.add_argument("--seed", type=int, default=0, help="seed of start and teacher")
+    r.add_argument("--gamma-max", type=_pos_float, default=10.0,
+                   help="horizon in gamma = t / d")
+    r.add_argument("--points", type=_pos_int, default=400,
+                   help="output times: gamma = 0 and points - 1 log-spaced values")
     r.add_argument("--method", choices=("auto", "exact", "overlaps", "weights", "gd"),
-                   default="auto")
-    r.add_argument("--eta", type=_pos_float, default=1e-2, help="step of --method gd")
+                   default="auto", help="auto: exact for orthonormal start and teacher, "
+                   "else overlaps")
+    r.add_argument("--eta", type=_pos_float, default=None,
+                   help="step of --method gd (default 0.01; t = eta * steps)")
     r.add_argument("--activation", default=None,
                    help='student activation polynomial, e.g. "z**3" (general Model)')
     r.add_argument("--teacher-activation", default=None)
@@ -182,27 +211,36 @@ def build_parser():
     r.add_argument("--weight-decay", type=_float, default=0.0)
     r.add_argument("--sgd", action="store_true",
                    help="online-SGD limit (step lr/d, t = samples/d) instead of gradient flow")
-    r.add_argument("--lr", type=_pos_float, default=0.1, help="learning rate of --sgd")
-    r.add_argument("--out", default="symflow-run")
-    r.add_argument("--json", action="store_true")
+    r.add_argument("--lr", type=_pos_float, default=None,
+                   help="learning rate of --sgd (default 0.1; SGD step lr / d)")
+    r.add_argument("--out", default="symflow-run", help="output directory")
+    r.add_argument("--json", action="store_true", help="print the summary as JSON")
     r.set_defaults(func=_cmd_run)
-    r = sub.add_parser("limit", help="high-dimensional limit phi(gamma), chi(gamma)")
-    r.add_argument("--alpha", type=_float, required=True)
-    r.add_argument("--alpha-star", type=_float, required=True)
-    r.add_argument("--gamma-max", type=_pos_float, default=10.0)
-    r.add_argument("--points", type=_pos_int, default=201)
-    r.add_argument("--rtol", type=_pos_float, default=1e-10)
+    r = add("limit", help="high-dimensional limit phi(gamma), chi(gamma)",
+            description="The d = infinity limit with alpha = m/d, alpha* = m*/d (orthonormal "
+            "start and teacher, MATH.md section 6).")
+    r.add_argument("--alpha", type=_float, required=True, help="m / d in (0, 1]")
+    r.add_argument("--alpha-star", type=_float, required=True, help="m* / d in (0, 1]")
+    r.add_argument("--gamma-max", type=_pos_float, default=10.0, help="horizon in gamma")
+    r.add_argument("--points", type=_pos_int, default=201, help="equally spaced output points")
+    r.add_argument("--rtol", type=_pos_float, default=1e-10, help="solver tolerance")
     r.add_argument("--out", default=None, help="directory for limit.csv")
-    r.add_argument("--json", action="store_true")
+    r.add_argument("--json", action="store_true", help="print the summary as JSON")
     r.set_defaults(func=_cmd_limit)
 
-    r = sub.add_parser("check", help="high-precision verification suite (exit 1 on failure)")
-    r.add_argument("--dps", type=_pos_int, default=30)
-    r.add_argument("--quick", action="store_true")
-    r.add_argument("--json", action="store_true")
+    r = add("check", help="high-precision verification suite (exit 1 on failure)",
+            description="Independent cross-checks (numpy vs mpmath kernels and solvers, "
+            "closed forms vs quadrature, exact Isserlis identity, limit vs finite d); prints "
+            "check, max error, tolerance, pass.  The full suite takes several minutes.")
+    r.add_argument("--dps", type=_pos_int, default=30, help="mpmath decimal digits (>= 15)")
+    r.add_argument("--quick", action="store_true", help="small cases only (about a minute)")
+    r.add_argument("--json", action="store_true",
+                   help="print a JSON list of {name, max_error, tolerance, passed}")
     r.set_defaults(func=_cmd_check)
 
-    r = sub.add_parser("derive", help="regenerate derivations/ and the generated kernels")
+    r = add("derive", help="regenerate derivations/ and the generated kernels",
+            description="Run every derivation and write derivations/*.md, "
+            "symflow/generated/*.py and derivations/manifest.json (byte-identical across runs).")
     r.add_argument("--out", default=None, help="root directory (default: the source tree)")
     r.add_argument("--check", action="store_true",
                    help="exit 1 naming every artefact that differs from a fresh derivation")
@@ -234,9 +272,12 @@ def main(argv=None):
     except CLIError as exc:
         print(f"symflow: error: {exc}", file=sys.stderr)
         return 2
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, FloatingPointError) as exc:
         print(f"symflow: error: {exc}", file=sys.stderr)
         return 2
+    except (RuntimeError, OSError) as exc:
+        print(f"symflow: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,12 +24,13 @@ import json
 import multiprocessing
 import os
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
+
+from symflow._io import atomic_write
 
 __all__ = ["make_figures", "add_cli", "FIGURES", "PANELS", "instance_seed"]
 
@@ -173,27 +174,12 @@ def _fig5_tasks(dm, reps, seed):
 # ------------------------------------------------------------------------ output
 
 
-def _atomic_write(path, write, binary=False):
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; use the usual file mode
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _write_text(path, text):
     def w(tmp):
         with open(tmp, "w", newline="") as fh:
             fh.write(text)
 
-    _atomic_write(path, w)
+    atomic_write(path, w)
 
 
 def _csv_text(columns, rows):
@@ -213,7 +199,7 @@ def _fmt(v):
 
 def _save_figure(fig, out, name):
     for ext in ("png", "pdf"):
-        _atomic_write(out / f"{name}.{ext}",
+        atomic_write(out / f"{name}.{ext}",
                       lambda tmp, ext=ext: fig.savefig(tmp, format=ext, dpi=120))
 
 

@@ -13,14 +13,13 @@ not imposed; it is a check (see ``conservation_residual``).
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.integrate import solve_ivp
 
+from symflow._io import atomic_write
 from symflow._validate import finite_float, time_grid
 from symflow.generated import limit_numpy as _k
 from symflow.wachter import (
@@ -82,19 +81,11 @@ class LimitTrajectory:
 
         Writes a temporary file in the same directory, then ``os.replace``.
         """
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        data = np.column_stack([self.gamma, self.phi, self.chi, self.log_F, self.log_J])
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                np.savetxt(fh, data, delimiter=",", fmt="%.17g",
-                           header="gamma,phi,chi,log_F,log_J", comments="")
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        data = np.column_stack([np.asarray(c, dtype=float) for c in
+                                (self.gamma, self.phi, self.chi, self.log_F, self.log_J)])
+        atomic_write(path, lambda tmp: np.savetxt(tmp, data, delimiter=",", fmt="%.17g",
+                                                  header="gamma,phi,chi,log_F,log_J",
+                                                  comments=""))
 
 
 def _pieces(gamma, log_j, alpha, alpha_star, r1, r2, p):

@@ -169,8 +169,14 @@ class Model:
         return {b.name: b.phi for b in self.blocks}
 
     def __repr__(self):
+        import sympy as sp
+
+        from symflow.derivation.model import _s
+
         s = self.spec
-        return (f"Model(activation={s.activation}, teacher_activation={s.teacher_activation}, "
+        z = sp.Symbol("z")
+        act, tact = s.activation.subs(_s, z), s.teacher_activation.subs(_s, z)
+        return (f"Model(activation={act}, teacher_activation={tact}, "
                 f"m={self.m}, m_star={self.m_star}, noise={s.noise}, "
                 f"weight_decay={s.weight_decay}, loss_scale={s.loss_scale})")
 

@@ -8,14 +8,13 @@ gamma in (0, 10] (MATH.md section 8).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from symflow import init as _init
+from symflow._io import atomic_write
 from symflow._validate import finite_float, positive_int
 
 __all__ = ["make_instance", "run_job", "time_grid_gamma"]
@@ -60,17 +59,6 @@ def time_grid_gamma(gamma_max, points):
     return np.concatenate([[0.0], np.geomspace(gamma_max * 1e-4, gamma_max, points - 1)])
 
 
-def _atomic_bytes(path: Path, writer):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        writer(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def plot_run(traj, path):
     """risk, phi and chi against gamma (log-x) into a PNG (atomic)."""
     import matplotlib
@@ -90,7 +78,7 @@ def plot_run(traj, path):
     m = traj.meta
     fig.suptitle(f"d={m['d']} m={m['m']} m*={m['m_star']} method={m['method']}")
     fig.tight_layout()
-    _atomic_bytes(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)
 
 
@@ -145,6 +133,9 @@ def run_job(d=200, m=100, m_star=50, init="orthonormal", teacher="orthonormal", 
         model = Model(activation or "z**2", m, m_star, teacher_activation=teacher_activation,
                       noise=noise, weight_decay=weight_decay)
     general = model is not None or lr is not None
+    if general and method == "exact":
+        raise ValueError('method="exact" is only for the paper\'s quadratic gradient flow; use '
+                         'method="overlaps" (or "auto") with activation/noise/weight_decay/lr')
     if method == "auto":
         method = "exact" if init == teacher == "orthonormal" and not general else "overlaps"
     W0, Ws = make_instance(d, m, m_star, init, teacher, seed)
@@ -158,7 +149,7 @@ def run_job(d=200, m=100, m_star=50, init="orthonormal", teacher="orthonormal", 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     traj.to_csv(out / "trajectory.csv")
-    _atomic_bytes(out / "meta.json", lambda tmp: Path(tmp).write_text(
+    atomic_write(out / "meta.json", lambda tmp: Path(tmp).write_text(
         json.dumps(traj.meta, indent=2, sort_keys=True, default=str) + "\n"))
     if plot:
         plot_run(traj, out / "run.png")

@@ -10,13 +10,12 @@ integrated with the state, ``chi = ||M||_F^2 / (||Q||_F ||P||_F)`` and
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.integrate import solve_ivp
 
+from symflow._io import atomic_write
 from symflow._validate import finite_float, time_grid
 from symflow.generated import quadratic_numpy as _gen
 from symflow.kernels import _pair
@@ -77,17 +76,10 @@ class Trajectory:
 
 
 def _atomic(path, write, mode):
-    path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, mode) as fh:
+    def w(tmp):
+        with open(tmp, mode) as fh:
             write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(path, w)
 
 
 def observables(Q, M, P, kern=_gen):
@@ -177,26 +169,40 @@ def _run_weights(W0, Ws, t, solver, rtol, atol, tick, kern=_gen):
 
 def _run_gd(W0, Ws, t, eta, tick, kern=_gen):
     steps = np.rint(t / eta).astype(np.int64)
+    if np.any(np.diff(steps) <= 0) or np.any((t > 0) & (steps == 0)):
+        raise ValueError(f"eta={eta} is too coarse for the requested times: after rounding "
+                         "t to multiples of eta they are no longer distinct and positive; use a "
+                         "smaller eta or fewer output times")
     W = W0.copy()
     sq = np.sum(Ws * Ws)
     P = Ws.T @ Ws
     Qs, Ms, phis = [], [], []
     phi, k = 0.0, 0
-    for target in steps:
-        while k < target:
+
+    def diverged():
+        return FloatingPointError(f"gradient descent diverged by step {k} (t = {k * eta:g}): "
+                                  f"eta={eta} is too large for this instance")
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        for target in steps:
+            while k < target:
+                Q = W.T @ W
+                G_Q, G_M = kern.overlap_grad(Q, W.T @ Ws, P)
+                phi += eta * (np.trace(Q) - sq)
+                W = W - eta * (W @ (G_Q + G_Q.T) + Ws @ G_M.T)
+                k += 1
+                if k % 16 == 0:
+                    if not np.isfinite(phi):
+                        raise diverged()
+                    if k % 256 == 0:
+                        tick(k * eta)
             Q = W.T @ W
-            G_Q, G_M = kern.overlap_grad(Q, W.T @ Ws, P)
-            phi += eta * (np.trace(Q) - sq)
-            W = W - eta * (W @ (G_Q + G_Q.T) + Ws @ G_M.T)
-            k += 1
-            if k % 256 == 0:
-                tick(k * eta)
-                if not np.all(np.isfinite(W)):
-                    raise FloatingPointError(f"gradient descent diverged at step {k}: "
-                                             f"eta={eta} is too large")
-        Qs.append(W.T @ W)
-        Ms.append(W.T @ Ws)
-        phis.append(phi)
+            if not (np.all(np.isfinite(Q)) and np.isfinite(phi)
+                    and np.all(np.isfinite(Q * Q))):
+                raise diverged()
+            Qs.append(Q)
+            Ms.append(W.T @ Ws)
+            phis.append(phi)
     return np.array(Qs), np.array(Ms), np.array(phis), steps
 
 

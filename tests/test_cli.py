@@ -35,7 +35,7 @@ def test_limit_cli(tmp_path, capsys):
     assert main(["limit", "--alpha", "0.5", "--alpha-star", "0.25", "--gamma-max", "1",
                  "--out", str(tmp_path), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert abs(out["phi_final"] - 0.279260) < 2e-6  # MATH.md section 6 reference table
+    assert abs(out["final_phi"] - 0.279260) < 2e-6  # MATH.md section 6 reference table
     assert (tmp_path / "limit.csv").exists()
     assert main(["limit", "--alpha", "1.5", "--alpha-star", "0.25"]) == 2
     assert "alpha" in capsys.readouterr().err
@@ -58,3 +58,23 @@ def test_run_general_model_and_sgd(tmp_path, capsys):
     assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())
     assert main(["run", "--sgd", "--method", "exact", "--d", "10", "--m", "2", "--m-star", "1",
                  "--out", str(tmp_path / "d")]) == 2
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["run", "--lr", "0.1"], "--sgd"),
+    (["run", "--eta", "0.1"], "--method gd"),
+    (["run", "--activation", "z**3", "--method", "exact"], "--method overlaps"),
+    (["run", "--method", "gd", "--eta", "5", "--d", "20", "--m", "10", "--m-star", "5"],
+     "too coarse"),
+])
+def test_run_option_misuse(argv, msg, tmp_path, capsys):
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert msg in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_version_and_help(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and "symflow" in capsys.readouterr().out

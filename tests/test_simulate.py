@@ -170,3 +170,31 @@ def test_cli_run(tmp_path, capsys):
     assert data.shape == (30, 6)
     assert main(["run", "--d", "4", "--m", "5", "--out", str(tmp_path / "x")]) == 2
     assert "k must be <= d" in capsys.readouterr().err
+
+
+def test_gd_divergence_is_an_error_not_nan():
+    """Regression: a diverging gd run used to return NaN/inf silently."""
+    W0, Ws = gaussian(20, 10, seed=1, normalize=False), gaussian(20, 5, seed=2, normalize=False)
+    for eta in (0.1, 1.0):
+        with pytest.raises(FloatingPointError, match="eta"):
+            simulate(W0, Ws, [0.0, 1.0, 5.0], method="gd", eta=eta)
+
+
+def test_gd_times_coarser_than_eta_rejected():
+    """Regression: rounding t to multiples of eta used to give repeated or zero times."""
+    W0, Ws = orthonormal(20, 10, seed=1), orthonormal(20, 5, seed=2)
+    with pytest.raises(ValueError, match="too coarse"):
+        simulate(W0, Ws, gamma=np.linspace(0, 1, 6), method="gd", eta=5.0)
+
+
+def test_output_files_get_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    W0, Ws = orthonormal(6, 2, seed=0), orthonormal(6, 1, seed=1)
+    tr = simulate(W0, Ws, [0.0, 1.0])
+    tr.to_csv(tmp_path / "a.csv")
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = stat.S_IMODE(os.stat(tmp_path / "a.csv").st_mode)
+    assert mode == 0o666 & ~umask
