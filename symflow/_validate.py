@@ -13,9 +13,13 @@ def as_matrix(x, name, *, min_ndim=2, max_ndim=None):
     Trailing two axes are the matrix axes, leading axes (if allowed) are batch axes.
     """
     try:
-        arr = np.asarray(x, dtype=float)
+        raw = np.asarray(x)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be a real array, got {type(x).__name__}") from exc
+    if raw.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be a real numeric array (int or float), got dtype "
+                        f"{raw.dtype}")
+    arr = raw.astype(float)
     max_ndim = min_ndim if max_ndim is None else max_ndim
     if not (min_ndim <= arr.ndim <= max_ndim):
         shape = "(d, k)" if max_ndim == 2 else "(..., rows, cols)"
@@ -38,7 +42,7 @@ def positive_int(x, name, minimum=1):
 
 def finite_float(x, name, *, lo=None, hi=None, lo_open=False, hi_open=False):
     """Return ``x`` as a finite float within the given bounds; ValueError naming ``name``."""
-    if isinstance(x, bool):
+    if isinstance(x, (bool, str, bytes, complex)) or np.iscomplexobj(x):
         raise TypeError(f"{name} must be a real number, got {x!r}")
     try:
         v = float(x)
@@ -57,7 +61,10 @@ def finite_float(x, name, *, lo=None, hi=None, lo_open=False, hi_open=False):
 
 def time_grid(t, name="t"):
     """Return a 1-D float array of finite, non-negative, strictly increasing times."""
-    arr = np.atleast_1d(np.asarray(t, dtype=float))
+    raw = np.atleast_1d(np.asarray(t))
+    if raw.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be real numbers, got dtype {raw.dtype}")
+    arr = raw.astype(float)
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(f"{name} must be a non-empty 1-D array of times, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 
 
@@ -94,6 +95,8 @@ def _cmd_limit(args):
 
     from symflow.highdim import limit
 
+    if args.points < 2:
+        raise CLIError(f"--points must be >= 2, got {args.points}")
     gam = np.linspace(0.0, args.gamma_max, args.points)
     tr = limit(args.alpha, args.alpha_star, gam, rtol=args.rtol)
     out = {"alpha": args.alpha, "alpha_star": args.alpha_star, "gamma_max": args.gamma_max,
@@ -128,6 +131,8 @@ def _cmd_derive(args):
 
     from symflow import derive
 
+    if args.out and not Path(args.out).is_dir():
+        raise CLIError(f"--out {args.out!r} is not a directory")
     if args.check:
         stale = derive.check(Path(args.out) if args.out else derive.ROOT)
         for p in stale:
@@ -222,7 +227,8 @@ def build_parser():
     r.add_argument("--alpha", type=_float, required=True, help="m / d in (0, 1]")
     r.add_argument("--alpha-star", type=_float, required=True, help="m* / d in (0, 1]")
     r.add_argument("--gamma-max", type=_pos_float, default=10.0, help="horizon in gamma")
-    r.add_argument("--points", type=_pos_int, default=201, help="equally spaced output points")
+    r.add_argument("--points", type=_pos_int, default=201,
+                   help="equally spaced output points (>= 2)")
     r.add_argument("--rtol", type=_pos_float, default=1e-10, help="solver tolerance")
     r.add_argument("--out", default=None, help="directory for limit.csv")
     r.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -261,8 +267,35 @@ _EXTRA_COMMANDS = []
 
 
 def main(argv=None):
-    """Entry point of the ``symflow`` console script; returns the exit status."""
+    """Entry point of the ``symflow`` console script; returns the exit status.
+
+    0 success, 1 failure of a computation or check, 2 bad arguments or input,
+    130 interrupted.  Errors are one line on stderr.
+    """
+    import warnings
+
+    import numpy as np
+
     parser = build_parser()
+    try:
+        # SIGTERM behaves like Ctrl-C, so temporary output files are cleaned up
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+    except ValueError:  # not in the main thread (e.g. called from a test runner thread)
+        pass
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return _dispatch(parser, argv)
+    except KeyboardInterrupt:
+        print("symflow: interrupted", file=sys.stderr)
+        return 130
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _dispatch(parser, argv):
     try:
         args = parser.parse_args(argv)
         if not getattr(args, "command", None):
@@ -275,8 +308,12 @@ def main(argv=None):
     except (ValueError, TypeError, FloatingPointError) as exc:
         print(f"symflow: error: {exc}", file=sys.stderr)
         return 2
-    except (RuntimeError, OSError) as exc:
-        print(f"symflow: error: {exc}", file=sys.stderr)
+    except OSError as exc:  # e.g. --out is an existing file or not writable
+        print(f"symflow: error: cannot write output: {exc}", file=sys.stderr)
+        return 2
+    except (RuntimeError, MemoryError) as exc:
+        msg = str(exc) or type(exc).__name__
+        print(f"symflow: error: {msg}", file=sys.stderr)
         return 1
 
 

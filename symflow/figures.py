@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from symflow._io import atomic_write
+from symflow._io import atomic_write_many
 
 __all__ = ["make_figures", "add_cli", "FIGURES", "PANELS", "instance_seed"]
 
@@ -174,12 +174,9 @@ def _fig5_tasks(dm, reps, seed):
 # ------------------------------------------------------------------------ output
 
 
-def _write_text(path, text):
-    def w(tmp):
-        with open(tmp, "w", newline="") as fh:
-            fh.write(text)
-
-    atomic_write(path, w)
+def _write_file(path, text):
+    with open(path, "w", newline="") as fh:
+        fh.write(text)
 
 
 def _csv_text(columns, rows):
@@ -195,12 +192,6 @@ def _fmt(v):
     if isinstance(v, (float, np.floating)):
         return repr(float(v))
     return v
-
-
-def _save_figure(fig, out, name):
-    for ext in ("png", "pdf"):
-        atomic_write(out / f"{name}.{ext}",
-                      lambda tmp, ext=ext: fig.savefig(tmp, format=ext, dpi=120))
 
 
 def _plt():
@@ -574,13 +565,17 @@ def make_figures(figures=FIGURES, out="figures_out", quick=False, reps=None, see
     def finish(n, fig, cols, rows, params, extra, t0):
         """Write figN.{png,pdf,csv,json}; wall time counted from t0 to the last file."""
         csv_text = _csv_text(cols, rows)
-        _save_figure(fig, out, f"fig{n}")
-        _plt().close(fig)
         wall = time.perf_counter() - t0
         meta = dict(base, figure=n, parameters=params, summary=extra, wall_time_s=wall)
         json_text = json.dumps(meta, indent=1, default=_json_default)
-        _write_text(out / f"fig{n}.csv", csv_text)
-        _write_text(out / f"fig{n}.json", json_text)
+        try:  # the four files of a figure land together (or not at all)
+            atomic_write_many({
+                out / f"fig{n}.png": lambda tmp: fig.savefig(tmp, format="png", dpi=120),
+                out / f"fig{n}.pdf": lambda tmp: fig.savefig(tmp, format="pdf", dpi=120),
+                out / f"fig{n}.csv": lambda tmp: _write_file(tmp, csv_text),
+                out / f"fig{n}.json": lambda tmp: _write_file(tmp, json_text)})
+        finally:
+            _plt().close(fig)
         summary[n] = dict(files=[str(out / f"fig{n}.{e}") for e in ("png", "pdf", "csv",
                                                                      "json")],
                           wall_time_s=wall)

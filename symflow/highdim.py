@@ -146,6 +146,8 @@ def limit(alpha, alpha_star, gamma, rtol=1e-10, method="auto", dps=None):
     """
     alpha, alpha_star = _alphas(alpha, alpha_star)
     gamma = time_grid(gamma, "gamma")
+    if gamma[-1] > 1e6:
+        raise ValueError(f"gamma must be <= 1e6, got max {gamma[-1]:.3g}")
     rtol = finite_float(rtol, "rtol", lo=1e-14, hi=1e-2)
     atol = 1e-3 * rtol
     if method not in _METHODS:

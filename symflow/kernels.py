@@ -45,6 +45,16 @@ def _overlap_args(Q, M, P):
     return Q, M, P
 
 
+def _finite_overlaps(W, W_star):
+    with np.errstate(over="ignore", invalid="ignore"):
+        Q, M, P = W.T @ W, W.T @ W_star, W_star.T @ W_star
+        ok = all(np.all(np.isfinite(A * A)) for A in (Q, M, P))
+    if not ok:
+        raise ValueError("W and W_star have entries too large: their overlaps (and the risk) "
+                         "overflow double precision")
+    return Q, M, P
+
+
 def overlaps(W, W_star):
     """Overlap matrices of a student and a teacher.
 
@@ -72,7 +82,7 @@ def overlaps(W, W_star):
     Source: MATH.md section 2.
     """
     W, W_star = _pair(W, W_star)
-    return W.T @ W, W.T @ W_star, W_star.T @ W_star
+    return _finite_overlaps(W, W_star)
 
 
 def risk_from_overlaps(Q, M, P):
@@ -166,8 +176,11 @@ def risk(W, W_star):
 
     Raises
     ------
+    TypeError
+        Non-real (e.g. complex or string) entries.
     ValueError
-        Wrong ndim, zero-size widths, non-finite entries, or different d.
+        Wrong ndim, zero-size widths, non-finite entries, different d, or entries so large
+        that the overlaps overflow.
 
     Source: MATH.md section 2.
     """
@@ -195,4 +208,5 @@ def risk_grad(W, W_star):
     Source: MATH.md section 3 (chain rule through Q = W^T W, M = W^T W*).
     """
     W, W_star = _pair(W, W_star)
+    _finite_overlaps(W, W_star)
     return _gen.weight_grad(W, W_star)

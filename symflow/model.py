@@ -14,6 +14,7 @@ Source: MATH.md sections 2-4 (extended); derivation in
 from __future__ import annotations
 
 import functools
+import re
 import types
 
 import numpy as np
@@ -23,6 +24,43 @@ from symflow._validate import finite_float, positive_int
 __all__ = ["Model"]
 
 
+_NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
+_CHARS = re.compile(r"[A-Za-z0-9_\s+\-*/^().,]*")
+
+
+def _parse(text, name):
+    """Parse a polynomial string safely: only one-letter variable names and He(n, v)."""
+    import sympy as sp
+
+    if not isinstance(text, str) or len(text) > 2000 or not _CHARS.fullmatch(text):
+        raise ValueError(f"{name} must be a polynomial string (letters, digits, spaces and "
+                         f"+ - * / ^ ( ) , .), got {text!r}")
+    bad = sorted({w for w in _NAME.findall(text) if len(w) > 1 and w != "He"} |
+                 {w for w in _NAME.findall(text) if w in ("I", "E", "S", "N", "O", "Q")})
+    if bad:
+        raise ValueError(f"{name} must be a polynomial in one-letter variables (numbers, "
+                         f"+ - * / ** and He(n, z)); got {bad} in {text!r}")
+    try:
+        return sp.sympify(text, locals={"He": lambda n, v: sp.hermite_prob(n, v)},
+                          rational=True)
+    except Exception as exc:  # sympify can raise many types on malformed input
+        raise ValueError(f"{name} could not be parsed: {text!r}") from exc
+
+
+def _coefficient(c, name):
+    import sympy as sp
+
+    if isinstance(c, (bool, str, bytes)) or np.iscomplexobj(c):
+        raise TypeError(f"{name} coefficients must be real numbers, got {c!r}")
+    try:
+        v = float(c)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} coefficients must be real numbers, got {c!r}") from exc
+    if not np.isfinite(v):
+        raise ValueError(f"{name} coefficients must be finite, got {c!r}")
+    return sp.nsimplify(c, rational=True)
+
+
 def _activation_expr(act, basis, name):
     """sympy polynomial in the symbol ``s`` of the derivation from user input."""
     import sympy as sp
@@ -30,7 +68,7 @@ def _activation_expr(act, basis, name):
     from symflow.derivation.model import _s
 
     if isinstance(act, (list, tuple, np.ndarray)):
-        coeffs = [sp.nsimplify(c, rational=True) for c in act]
+        coeffs = [_coefficient(c, name) for c in act]
         if not coeffs:
             raise ValueError(f"{name} coefficient list must be non-empty")
         if basis == "monomial":
@@ -39,10 +77,7 @@ def _activation_expr(act, basis, name):
             return sp.expand(sum(c * sp.hermite_prob(k, _s) for k, c in enumerate(coeffs)))
         raise ValueError(f"basis must be 'monomial' or 'hermite', got {basis!r}")
     if isinstance(act, str):
-        try:
-            act = sp.sympify(act, locals={"He": lambda n, v: sp.hermite_prob(n, v)})
-        except (sp.SympifyError, SyntaxError, TypeError) as exc:
-            raise ValueError(f"{name} could not be parsed: {act!r}") from exc
+        act = _parse(act, name)
     if not isinstance(act, sp.Expr):
         raise TypeError(f"{name} must be a sympy expression, a string or a coefficient list, "
                         f"got {type(act).__name__}")
@@ -52,20 +87,40 @@ def _activation_expr(act, basis, name):
     expr = act.subs(next(iter(free)), _s) if free else act
     if not sp.sympify(expr).is_polynomial(_s):
         raise ValueError(f"{name} must be a polynomial, got {act}")
-    return sp.expand(sp.nsimplify(expr, rational=True))
+    poly = sp.Poly(sp.nsimplify(sp.expand(expr), rational=True), _s)
+    for c in poly.coeffs():
+        if not (c.is_real and c.is_finite):
+            raise ValueError(f"{name} must have real, finite coefficients, got {act}")
+    if poly.degree() > 8:
+        raise ValueError(f"{name} has degree {poly.degree()}; at most 8 is supported (the "
+                         "moment tables grow quickly)")
+    return poly.as_expr()
 
 
 @functools.lru_cache(maxsize=32)
 def _build(spec):
+    """Derive and render the risk / gradient / flow kernels of ``spec`` (cached)."""
     from symflow.codegen import render_model_module
-    from symflow.derivation.model import derive_blocks, derive_sgd_blocks
+    from symflow.derivation.model import derive_blocks
 
     blocks = derive_blocks(spec)
-    sgd = derive_sgd_blocks(spec)
-    src = render_model_module(spec, blocks, "numpy", sgd=sgd)
+    src = render_model_module(spec, blocks, "numpy")
     ns = {}
     exec(compile(src, f"<symflow model {spec.name}>", "exec"), ns)
-    return blocks, sgd, src, ns
+    return blocks, src, ns
+
+
+@functools.lru_cache(maxsize=32)
+def _build_sgd(spec):
+    """Derive and render the online-SGD eta^2 term (moments of twice the degree; cached)."""
+    from symflow.codegen import render_sgd_function
+    from symflow.derivation.model import derive_sgd_blocks
+
+    sgd = derive_sgd_blocks(spec)
+    src = "import numpy as np\n" + render_sgd_function(spec, sgd[0], sgd[1], "numpy")
+    ns = {}
+    exec(compile(src, f"<symflow model {spec.name} sgd>", "exec"), ns)
+    return sgd, src, ns["sgd_term"]
 
 
 class Model:
@@ -78,9 +133,10 @@ class Model:
     Parameters
     ----------
     activation : str, sympy expression or sequence of coefficients
-        Student activation: a polynomial in one symbol (e.g. ``"z**3"``,
-        ``"He(3, z)"`` for the probabilists' Hermite polynomial), or coefficients in the
-        ``basis`` (``[0, 0, 1]`` is z^2).
+        Student activation: a polynomial of degree <= 8 with real coefficients in one
+        one-letter symbol (e.g. ``"z**3"``, ``"He(3, z)"`` for the probabilists' Hermite
+        polynomial; strings are parsed with a whitelist, no other names), or coefficients
+        in the ``basis`` (``[0, 0, 1]`` is z^2).
     m, m_star : int >= 1
         Student and teacher widths.
     teacher_activation : same as ``activation``, optional
@@ -103,7 +159,8 @@ class Model:
     pair_moments : dict
         Block name -> E[s(u) s'(v)] polynomial in the pair covariance (x, y, z).
     source : str
-        The generated numpy module.
+        The generated numpy module (risk, gradient, flow; the SGD term is derived on
+        first use of :meth:`sgd_flow`).
 
     Raises
     ------
@@ -138,13 +195,14 @@ class Model:
                               loss_scale=q(loss_scale), noise=q(noise),
                               weight_decay=q(weight_decay), weighted=weighted,
                               description=f"student {act}, teacher {tact}")
-        self.blocks, self.sgd_blocks, self.source, ns = _build(self.spec)
+        self.blocks, self.source, ns = _build(self.spec)
         bind = (lambda f: functools.partial(f, a=self.a, a_star=self.a_star)) if weighted \
             else (lambda f: f)
         self.kernels = types.SimpleNamespace(
             risk_from_overlaps=bind(ns["risk_from_overlaps"]),
             overlap_grad=bind(ns["overlap_grad"]), overlap_flow=bind(ns["overlap_flow"]),
-            weight_grad=bind(ns["weight_grad"]), sgd_term=bind(ns["sgd_term"]))
+            weight_grad=bind(ns["weight_grad"]),
+            sgd_term=lambda *args: bind(_build_sgd(self.spec)[2])(*args))
 
     @staticmethod
     def _weights(w, n, name):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from symflow._validate import positive_int
-from symflow.kernels import _pair
+from symflow.kernels import _finite_overlaps, _pair
 
 __all__ = ["monte_carlo_risk", "monte_carlo_risk_grad"]
 
@@ -30,8 +30,13 @@ def _chunks(n, d, m, m_star, per_sample_floats):
 
 def _run(W, W_star, n_samples, seed, grad):
     W, W_star = _pair(W, W_star)
+    _finite_overlaps(W, W_star)
     n = positive_int(n_samples, "n_samples", minimum=2)
-    rng = np.random.default_rng(seed)
+    try:
+        rng = np.random.default_rng(seed)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"seed must be None, a non-negative int or a numpy Generator, got "
+                         f"{seed!r}") from exc
     d, m = W.shape
     shape = (d, m) if grad else ()
     s1 = np.zeros(shape)

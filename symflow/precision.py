@@ -269,10 +269,13 @@ def limit_mp(alpha, alpha_star, gamma, dps=30):
         p = max(a + s_ - 1, mpmath.mpf(0))
         q0 = max(a - s_, mpmath.mpf(0))
 
+        has_ac = r2 > r1  # no continuous part when r1 = r2 (e.g. alpha = alpha* = 1)
+
         def pieces(g, log_j):
             log_v = log_j - 4 * g / s_
             u = mpmath.exp(-log_j)
-            return log_v, mpmath.exp(log_v), u, K.jtheta_prime(u, r1, r2) + p
+            jt = K.jtheta_prime(u, r1, r2) if has_ac else mpmath.mpf(0)
+            return log_v, mpmath.exp(log_v), u, jt + p
 
         def rhs(g, y):
             _, v, _, s = pieces(g, y[1])
@@ -286,7 +289,8 @@ def limit_mp(alpha, alpha_star, gamma, dps=30):
             lf, lj = (zero, zero) if g == 0 else sol(g)
             log_v, v, u, s = pieces(g, lj)
             phi = K.limit_phi(lf, log_v, v, s, a)
-            chi = K.limit_chi(v, s, p, q0, K.overlap_k(u, v, r1, r2), s_)
+            kk = K.overlap_k(u, v, r1, r2) if has_ac else mpmath.mpf(0)
+            chi = K.limit_chi(v, s, p, q0, kk, s_)
             for k, val in zip(out, (g, phi, chi, lf, lj)):
                 out[k].append(+val)
         return out

@@ -56,6 +56,8 @@ def time_grid_gamma(gamma_max, points):
     """gamma grid: 0 followed by ``points - 1`` log-spaced values up to ``gamma_max``."""
     gamma_max = finite_float(gamma_max, "gamma_max", lo=0, lo_open=True)
     points = positive_int(points, "points", minimum=2)
+    if points == 2:
+        return np.array([0.0, gamma_max])
     return np.concatenate([[0.0], np.geomspace(gamma_max * 1e-4, gamma_max, points - 1)])
 
 

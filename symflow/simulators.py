@@ -10,6 +10,7 @@ integrated with the state, ``chi = ||M||_F^2 / (||Q||_F ||P||_F)`` and
 from __future__ import annotations
 
 import json
+import types
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -91,9 +92,13 @@ def observables(Q, M, P, kern=_gen):
     nq = np.sum(Q * Q, axis=(-2, -1))
     nm = np.sum(M * M, axis=(-2, -1))
     npp = np.sum(P * P, axis=(-2, -1))
-    chi = nm / np.sqrt(nq * npp)
+    # chi := 0 for a zero student (Z = 0 has no overlap with Z*); values outside the valid
+    # ranges (chi > 1, risk < 0 by ~1e-16 ||P||^2 when Z ~ Z*) are round-off of the
+    # overlap representation and are clipped
+    den = np.sqrt(nq * npp)
+    chi = np.clip(np.divide(nm, den, out=np.zeros_like(nm), where=den > 0), 0.0, 1.0)
     dist = np.sqrt(np.maximum(nq - 2 * nm + npp, 0.0))
-    return kern.risk_from_overlaps(Q, M, P), chi, dist
+    return np.maximum(kern.risk_from_overlaps(Q, M, P), 0.0), chi, dist
 
 
 def _progress(total, enabled):
@@ -124,6 +129,8 @@ def _integrate(rhs, y0, t, solver, rtol, atol, tick):
         tick(s)
         return rhs(s, y)
 
+    if t[-1] == 0:  # only the initial time requested
+        return types.SimpleNamespace(y=np.asarray(y0, dtype=float)[:, None], nfev=0)
     sol = solve_ivp(f, (0.0, float(t[-1])), y0, method=solver, t_eval=t, rtol=rtol, atol=atol)
     if not sol.success:
         raise RuntimeError(f"solve_ivp failed ({solver}): {sol.message}")
@@ -168,6 +175,9 @@ def _run_weights(W0, Ws, t, solver, rtol, atol, tick, kern=_gen):
 
 
 def _run_gd(W0, Ws, t, eta, tick, kern=_gen):
+    if t[-1] / eta > 1e10:
+        raise ValueError(f"t / eta = {t[-1] / eta:.3g} steps of gradient descent: too many "
+                         "(at most 1e10); use a larger eta or a gradient-flow method")
     steps = np.rint(t / eta).astype(np.int64)
     if np.any(np.diff(steps) <= 0) or np.any((t > 0) & (steps == 0)):
         raise ValueError(f"eta={eta} is too coarse for the requested times: after rounding "
@@ -268,7 +278,14 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
     times = time_grid(t, "t") if t is not None else d * time_grid(gamma, "gamma")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    rtol = finite_float(rtol, "rtol", lo=0, lo_open=True)
+    if times[-1] > 1e6 * d:
+        raise ValueError(f"horizon gamma = t/d = {times[-1] / d:.3g} is too long (at most 1e6)")
+    if solver not in ("RK23", "RK45", "DOP853", "Radau", "BDF", "LSODA"):
+        raise ValueError(f"solver must be a scipy solve_ivp method name (RK23, RK45, DOP853, "
+                         f"Radau, BDF, LSODA), got {solver!r}")
+    if model is not None and not hasattr(model, "kernels"):
+        raise TypeError(f"model must be a symflow.Model, got {type(model).__name__}")
+    rtol = finite_float(rtol, "rtol", lo=0, lo_open=True, hi=0.1)
     atol = rtol * 1e-3 if atol is None else finite_float(atol, "atol", lo=0, lo_open=True)
     if method == "gd":
         if eta is None:

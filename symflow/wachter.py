@@ -16,9 +16,15 @@ from symflow.generated import limit_numpy as _k
 _U_MIN = 1e-300  # u = 1/J is clipped here; contributions below are O(sqrt(u))
 
 
+ALPHA_MIN = 1e-6  # below this the limit ODE is too stiff / ill-conditioned in double
+
+
 def _alphas(alpha, alpha_star):
     a = finite_float(alpha, "alpha", lo=0.0, hi=1.0, lo_open=True)
     s = finite_float(alpha_star, "alpha_star", lo=0.0, hi=1.0, lo_open=True)
+    for v, name in ((a, "alpha"), (s, "alpha_star")):
+        if v < ALPHA_MIN:
+            raise ValueError(f"{name} = {v:g} is below the supported range [{ALPHA_MIN:g}, 1]")
     return a, s
 
 
@@ -171,8 +177,17 @@ def theta_of_logj(y, alpha, alpha_star):
     def g(t):
         return float(_k.jtheta_prime(max(np.exp(-t), _U_MIN), r1, r2))
 
+    def piecewise(yy):
+        # breakpoints 0, +-1, +-10, ...: a single quad over a long range misses the
+        # transient near 0 (regression: Theta at y = 16000 was off by 0.2)
+        sign, top = (1.0, yy) if yy >= 0 else (-1.0, -yy)
+        edges = [0.0] + [e for e in 10.0 ** np.arange(0, 9) if e < top] + [top]
+        return sign * sum(integrate.quad(lambda t: g(sign * t), lo, hi, epsabs=1e-14,
+                                         epsrel=1e-13, limit=200)[0]
+                          for lo, hi in zip(edges[:-1], edges[1:]))
+
     for idx, yy in np.ndenumerate(y):
-        out[idx] = integrate.quad(g, 0.0, float(yy), epsabs=1e-14, epsrel=1e-13, limit=500)[0]
+        out[idx] = piecewise(float(yy))
     return out
 
 

@@ -78,3 +78,22 @@ def test_version_and_help(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0 and "symflow" in capsys.readouterr().out
+
+
+def test_points_edge_cases(tmp_path, capsys):
+    """Regression: --points 2 (run) / 1 (limit) reported values at another gamma."""
+    assert main(["run", "--d", "6", "--m", "3", "--m-star", "2", "--points", "2",
+                 "--gamma-max", "10", "--out", str(tmp_path / "r"), "--json"]) == 0
+    capsys.readouterr()
+    import numpy as np
+
+    data = np.loadtxt(tmp_path / "r" / "trajectory.csv", delimiter=",", skiprows=1)
+    assert data[-1, 1] == 10.0
+    assert main(["limit", "--alpha", "0.5", "--alpha-star", "0.25", "--points", "1"]) == 2
+
+
+def test_out_is_a_file(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert main(["run", "--d", "6", "--m", "2", "--m-star", "1", "--out", str(f)]) == 2
+    assert "cannot write output" in capsys.readouterr().err

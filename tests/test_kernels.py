@@ -142,3 +142,16 @@ def test_import_does_not_load_sympy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     assert callable(symflow.expect)
+
+
+def test_complex_string_and_overflowing_inputs_rejected():
+    """Regressions: complex entries were silently truncated, huge W gave inf/NaN."""
+    W, Ws = _instance(3, 2, 1, seed=0)
+    with pytest.raises(TypeError, match="W must be a real"):
+        risk(W * (1 + 1j), Ws)
+    with pytest.raises(TypeError, match="W_star"):
+        risk(W, [["1"], ["2"], ["3"]])
+    with pytest.raises(ValueError, match="too large"):
+        risk_grad(W * 1e200, Ws)
+    with pytest.raises(ValueError, match="too large"):
+        monte_carlo_risk(W * 1e200, Ws, 10)

@@ -213,3 +213,24 @@ def test_finite_d_approaches_limit(a, s):
         errs.append(np.mean(e))
     assert errs[0] > errs[1] > errs[2], errs
     assert errs[2] < 0.4 * errs[0], errs
+
+
+def test_conservation_at_long_horizon_regression():
+    """Regression: Theta(J - 1) by one quad over [0, log J] was off by 0.2 at log J ~ 1.6e4,
+    so the conservation check falsely failed at gamma = 1000."""
+    from symflow.highdim import conservation_residual
+
+    for a, s in ((0.5, 0.25), (0.7, 0.3)):
+        tr = limit(a, s, [0.0, 10.0, 1000.0])
+        assert np.max(np.abs(conservation_residual(tr))) < 1e-8 * 1000
+
+
+def test_alpha_range_and_dps_without_continuous_part():
+    with pytest.raises(ValueError, match="alpha_star"):
+        limit(1.0, 1e-9, [1.0])
+    with pytest.raises(ValueError, match="alpha"):
+        limit(1e-12, 0.5, [1.0])
+    # alpha = alpha* = 1: mu is one atom at 1 (no continuous part); mp path must cope
+    hi = limit(1.0, 1.0, [0.5], dps=20)
+    lo = limit(1.0, 1.0, [0.5])
+    assert abs(float(hi.phi[0]) - lo.phi[0]) < 1e-9 and abs(float(hi.chi[0]) - lo.chi[0]) < 1e-9

@@ -221,3 +221,21 @@ def test_hermite_basis_and_blocks():
     x, y, zz = sp.symbols("x y z", real=True)
     assert sp.expand(mod.pair_moments["QQ"].subs({x: 1, y: 1}) - 6 * zz**3) == 0
     assert derive_sgd_blocks(mod.spec)[0][0].phi != 0
+
+
+@pytest.mark.parametrize("act", ["__import__('os').system('touch /tmp/symflow-pwned') or z**2",
+                                 "I*z**2", "z.T", "E*z", "[z]"])
+def test_activation_strings_are_parsed_safely(act):
+    """Regression: the activation string was passed to sympify (code execution)."""
+    import os
+
+    with pytest.raises(ValueError, match="activation"):
+        Model(act, 2, 1)
+    assert not os.path.exists("/tmp/symflow-pwned")
+
+
+@pytest.mark.parametrize("act, exc", [([0, 0, 1j], TypeError), ([0, 0, float("nan")], ValueError),
+                                      ("z**9", ValueError), ([[0, 1]], TypeError)])
+def test_bad_coefficients(act, exc):
+    with pytest.raises(exc, match="activation"):
+        Model(act, 2, 1)

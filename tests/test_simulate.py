@@ -198,3 +198,35 @@ def test_output_files_get_normal_permissions(tmp_path):
     os.umask(umask)
     mode = stat.S_IMODE(os.stat(tmp_path / "a.csv").st_mode)
     assert mode == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("method", ["overlaps", "weights", "exact"])
+def test_single_time_zero(method):
+    """Regression: t = [0] crashed for overlaps/weights."""
+    W0, Ws = orthonormal(6, 3, seed=0), orthonormal(6, 2, seed=1)
+    tr = simulate(W0, Ws, [0.0], method=method)
+    from symflow.kernels import risk
+
+    assert np.isclose(tr.risk[0], risk(W0, Ws)) and tr.phi[0] == 0
+
+
+def test_zero_student_and_valid_ranges_at_late_times():
+    W0, Ws = orthonormal(20, 1, seed=0), orthonormal(20, 1, seed=1)
+    z = simulate(np.zeros((20, 1)), Ws, [0.0, 1.0])
+    assert np.all(z.chi == 0) and np.all(np.isfinite(z.risk))
+    tr = simulate(W0, Ws, gamma=[0.0, 10.0, 100.0, 1000.0], method="overlaps")
+    assert np.all(tr.risk >= 0) and np.all(tr.chi <= 1) and np.all(tr.chi >= 0)
+
+
+@pytest.mark.parametrize("kw, exc, msg", [
+    (dict(t=[0.0, 1e300]), ValueError, "horizon"),
+    (dict(t=[0.0, 1.0], solver="foo"), ValueError, "solver"),
+    (dict(t=[0.0, 1.0], rtol=10), ValueError, "rtol"),
+    (dict(t=[0.0, 1e20], method="gd", eta=1e-3), ValueError, "horizon|steps"),
+    (dict(t=[0.0, 1e6], method="gd", eta=1e-5), ValueError, "steps"),
+    (dict(t=[0.0, 1.0], model="z**2"), TypeError, "model"),
+])
+def test_more_bad_input(kw, exc, msg):
+    W0, Ws = gaussian(6, 3, seed=0), gaussian(6, 2, seed=1)
+    with pytest.raises(exc, match=msg):
+        simulate(W0, Ws, **kw)
