@@ -30,6 +30,17 @@ def _pos_int(s):
     return v
 
 
+def _seed(s):
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer seed, got {s!r}") \
+            from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer seed, got {s!r}")
+    return v
+
+
 def _cmd_risk(args):
     import numpy as np
 
@@ -184,7 +195,7 @@ def build_parser():
     r.add_argument("--d", type=_pos_int, default=20, help="input dimension")
     r.add_argument("--m", type=_pos_int, default=10, help="student width")
     r.add_argument("--m-star", type=_pos_int, default=5, help="teacher width")
-    r.add_argument("--seed", type=int, default=0, help="seed of the instance and the samples")
+    r.add_argument("--seed", type=_seed, default=0, help="seed of the instance and the samples")
     r.add_argument("--samples", type=int, default=200_000, help="Monte Carlo samples (>= 2)")
     r.add_argument("--json", action="store_true", help="print the result as JSON")
     r.set_defaults(func=_cmd_risk)
@@ -199,7 +210,7 @@ def build_parser():
     r.add_argument("--m-star", type=_pos_int, default=50, help="teacher width")
     r.add_argument("--init", choices=INITS, default="orthonormal", help="student start")
     r.add_argument("--teacher", choices=INITS, default="orthonormal", help="teacher weights")
-    r.add_argument("--seed", type=int, default=0, help="seed of start and teacher")
+    r.add_argument("--seed", type=_seed, default=0, help="seed of start and teacher")
     r.add_argument("--gamma-max", type=_pos_float, default=10.0,
                    help="horizon in gamma = t / d")
     r.add_argument("--points", type=_pos_int, default=400,
