@@ -198,8 +198,8 @@ def _block_coef(spec, b):
     return -2 * ls if b.name == "QM" else ls
 
 
-def direct_entrywise_risk(spec: ModelSpec, m, m_star, a=None, a_star=None):
-    """Independent path: loss_scale * E[(f - f*)^2] by one ``expect`` over all m + m* fields."""
+def _network(spec: ModelSpec, m, m_star, a=None, a_star=None):
+    """Symbolic overlaps, joint covariance of all local fields, fields, f and f*."""
     Q, M, P = overlap_symbols(m, m_star)
     cov = sp.Matrix(sp.BlockMatrix([[Q, M], [M.T, P]]))
     h = sp.symbols(f"h0:{m}", real=True)
@@ -208,6 +208,12 @@ def direct_entrywise_risk(spec: ModelSpec, m, m_star, a=None, a_star=None):
     a_star = [1] * m_star if a_star is None else list(a_star)
     f = sum(a[i] * spec.activation.subs(_s, h[i]) for i in range(m))
     fs = sum(a_star[k] * spec.teacher_activation.subs(_s, g[k]) for k in range(m_star))
+    return (Q, M, P), cov, h, g, a, f, fs
+
+
+def direct_entrywise_risk(spec: ModelSpec, m, m_star, a=None, a_star=None):
+    """Independent path: loss_scale * E[(f - f*)^2] by one ``expect`` over all m + m* fields."""
+    (Q, M, P), cov, h, g, _, f, fs = _network(spec, m, m_star, a, a_star)
     val = spec.loss_scale * (expect(sp.expand((f - fs) ** 2), list(h) + list(g), cov)
                              + spec.noise)
     return sp.expand(val + spec.weight_decay / 2 * Q.trace()), (Q, M, P)
@@ -215,13 +221,10 @@ def direct_entrywise_risk(spec: ModelSpec, m, m_star, a=None, a_star=None):
 
 def overlap_gradients(spec: ModelSpec, m, m_star):
     """G_Q = dL/dQ and G_M = dL/dM, entries treated as independent (symbolic, small widths)."""
+    # differentiate the pair sums in general (non-symmetric) Q and P, then symmetrise
     Qg = _mat("Q", m, m)
     Ps = _mat("P", m_star, m_star)
     Q, M, P = overlap_symbols(m, m_star)
-    L, _ = entrywise_risk(spec, m, m_star)
-    # un-symmetrise: replace Q_ij (i<=j) by the general entry in the same position
-    # of the sum that produced it is not recoverable; instead differentiate the pair
-    # sums directly in general (non-symmetric) matrices.
     mats = {"Q": Qg, "M": M, "P": Ps}
     total = 0
     for b in derive_blocks(spec):
@@ -235,7 +238,6 @@ def overlap_gradients(spec: ModelSpec, m, m_star):
     GM = M.applyfunc(lambda e: sp.diff(total, e))
     sym = {Qg[i, j]: Q[i, j] for i in range(m) for j in range(m)}
     sym.update({Ps[i, j]: P[i, j] for i in range(m_star) for j in range(m_star)})
-    del L
     return GQ.subs(sym), GM.subs(sym), (Q, M, P)
 
 
@@ -333,15 +335,8 @@ def entrywise_sgd_term(spec: ModelSpec, m, m_star, a=None, a_star=None):
 
     Returns (m x m sympy Matrix, (Q, M, P)).
     """
-    Q, M, P = overlap_symbols(m, m_star)
-    cov = sp.Matrix(sp.BlockMatrix([[Q, M], [M.T, P]]))
-    h = sp.symbols(f"h0:{m}", real=True)
-    g = sp.symbols(f"g0:{m_star}", real=True)
-    a = [1] * m if a is None else list(a)
-    a_star = [1] * m_star if a_star is None else list(a_star)
+    (Q, M, P), cov, h, g, a, f, fs = _network(spec, m, m_star, a, a_star)
     ls = sp.sympify(spec.loss_scale)
-    f = sum(a[i] * spec.activation.subs(_s, h[i]) for i in range(m))
-    fs = sum(a_star[k] * spec.teacher_activation.subs(_s, g[k]) for k in range(m_star))
     ds = sp.diff(spec.activation, _s)
     out = sp.zeros(m, m)
     fields = list(h) + list(g)
