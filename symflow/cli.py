@@ -142,9 +142,9 @@ def _cmd_derive(args):
 
     from symflow import derive
 
-    if args.out and not Path(args.out).is_dir():
-        raise CLIError(f"--out {args.out!r} is not a directory")
     if args.check:
+        if args.out and not Path(args.out).is_dir():
+            raise CLIError(f"--out {args.out!r} is not a directory")
         stale = derive.check(Path(args.out) if args.out else derive.ROOT)
         for p in stale:
             print(f"stale: {p}")
