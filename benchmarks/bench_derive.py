@@ -1,0 +1,37 @@
+"""Benchmark of the derivation pipeline (issue 6).
+
+Run: python benchmarks/bench_derive.py
+- wall time of a full ``symflow derive`` into a temporary directory (goal < 60 s);
+- ``import symflow`` and ``import symflow`` + first kernel use, each in a fresh
+  interpreter, and whether sympy got imported (it must not).
+"""
+
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def fresh(code):
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    return out.stdout.strip()
+
+
+def main():
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "symflow.cli", "derive", "--out", tmp],
+                       check=True, capture_output=True)
+        print(f"symflow derive (all artefacts, fresh process): {time.perf_counter() - t0:.2f} s "
+              "(goal < 60 s)")
+    code = ("import time, sys; t = time.perf_counter(); import symflow{extra}; "
+            "print(f'{{time.perf_counter() - t:.4f}} {{\"sympy\" in sys.modules}}')")
+    for label, extra in (("import symflow", ""),
+                         ("import symflow; symflow.risk (kernels loaded)", "; symflow.risk")):
+        secs, sym = fresh(code.format(extra=extra)).split()
+        print(f"{label}: {float(secs) * 1e3:.1f} ms, sympy imported: {sym}")
+
+
+if __name__ == "__main__":
+    main()
