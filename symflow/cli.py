@@ -217,7 +217,8 @@ def build_parser():
                    help="output times: gamma = 0 and points - 1 log-spaced values")
     r.add_argument("--method", choices=("auto", "exact", "overlaps", "weights", "gd"),
                    default="auto", help="auto: exact for orthonormal start and teacher, "
-                   "else overlaps")
+                   "else overlaps; gd is the slow reference algorithm (gamma_max * d / eta "
+                   "steps: minutes at d = 200)")
     r.add_argument("--eta", type=_pos_float, default=None,
                    help="step of --method gd (default 0.01; t = eta * steps)")
     r.add_argument("--activation", default=None,
