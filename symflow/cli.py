@@ -249,7 +249,7 @@ def build_parser():
     r = add("check", help="high-precision verification suite (exit 1 on failure)",
             description="Independent cross-checks (numpy vs mpmath kernels and solvers, "
             "closed forms vs quadrature, exact Isserlis identity, limit vs finite d); prints "
-            "check, max error, tolerance, pass.  The full suite takes several minutes.")
+            "check, max error, tolerance, pass.  The full suite takes about 2 minutes.")
     r.add_argument("--dps", type=_pos_int, default=30, help="mpmath decimal digits (>= 15)")
     r.add_argument("--quick", action="store_true", help="small cases only (about a minute)")
     r.add_argument("--json", action="store_true",
