@@ -339,6 +339,9 @@ _NP_SLOT = {  # (symbol suffix) -> (matrix by kinds, index pattern over (j, k, p
 }
 
 
+SGD_BROADCAST_MAX = 4096  # m^2 n^2 up to which the (j, k, p, q) broadcast is used
+
+
 def _slot_source(slot, pk, qk):
     """Overlap matrix (or diagonal) holding the covariance of the pair ``slot``."""
     kind = {"j": "S", "k": "S", "p": pk, "q": qk}
@@ -357,12 +360,28 @@ def render_sgd_function(spec, sgd_blocks, noise_pair, backend):
            '    """')
     out = ["", "", f"def sgd_term({_sig(spec)}):", doc]
     if backend == "numpy":
+        wargs = ", a, a_star" if spec.weighted else ""
+        inner = f"Q, M, P, dQ, dP, M_T{wargs}"
         out += ["    Q, M, P = (np.asarray(Q, dtype=float), np.asarray(M, dtype=float),"
                 " np.asarray(P, dtype=float))",
                 "    dQ = np.diagonal(Q, axis1=-2, axis2=-1)",
                 "    dP = np.diagonal(P, axis1=-2, axis2=-1)",
                 "    M_T = np.swapaxes(M, -1, -2)",
-                "    out = 0.0 * Q"]
+                "    n = max(Q.shape[-1], P.shape[-1])",
+                "    # small widths: one broadcast over (j, k, p, q); larger: one contraction per",
+                "    # monomial (einsum, O(m^3) for three-index products)",
+                f"    if Q.shape[-1] ** 2 * n ** 2 <= {SGD_BROADCAST_MAX}:",
+                f"        out = _sgd_blocks_broadcast({inner})",
+                "    else:",
+                f"        out = _sgd_blocks_einsum({inner})"]
+        if noise_pair != 0:
+            out += ["    x, y, z = dQ[..., :, None], dQ[..., None, :], Q",
+                    f"    out = out + np.broadcast_to({be.scalar(noise_pair)}, out.shape)"]
+        if spec.weighted:
+            out.append("    out = out * a[..., :, None] * a[..., None, :]")
+        out.append("    return out")
+        # -- broadcast variant
+        out += ["", "", f"def _sgd_blocks_broadcast({inner}):", "    out = 0.0 * Q"]
         for b in sgd_blocks:
             if b.phi == 0:
                 continue
@@ -380,11 +399,37 @@ def render_sgd_function(spec, sgd_blocks, noise_pair, backend):
             full = shape.format(t=term, np_=n_of[b.p_kind], nq=n_of[b.q_kind])
             out.append(f"    out = out + {be.num(b.coef)} * np.sum({full}, axis=(-2, -1))"
                        f"  # {b.name}")
-        if noise_pair != 0:
-            out += ["    x, y, z = dQ[..., :, None], dQ[..., None, :], Q",
-                    f"    out = out + np.broadcast_to({be.scalar(noise_pair)}, out.shape)"]
-        if spec.weighted:
-            out.append("    out = out * a[..., :, None] * a[..., None, :]")
+        out.append("    return out")
+        # -- einsum variant: each monomial prod c_ab^e is a tensor contraction
+        out += ["", "", f"def _sgd_blocks_einsum({inner}):", "    out = 0.0 * Q"]
+        size = {"S": "Q.shape[-1]", "T": "P.shape[-1]"}
+        for b in sgd_blocks:
+            if b.phi == 0:
+                continue
+            kind = {"j": "S", "k": "S", "p": b.p_kind, "q": b.q_kind}
+            syms = sorted(b.phi.free_symbols, key=str)
+            poly = sp.Poly(b.phi, *syms)
+            for monom, c in sorted(poly.terms()):
+                ops, subs = [], []
+                for sym, e in zip(syms, monom):
+                    if not e:
+                        continue
+                    slot = str(sym)[2:]
+                    src = _slot_source(slot, b.p_kind, b.q_kind)
+                    ops.append(src if e == 1 else f"{src}**{e}")
+                    subs.append("..." + (slot[0] if slot[0] == slot[1] else slot))
+                if spec.weighted:
+                    for idx in ("p", "q"):
+                        ops.append(wname[kind[idx]])
+                        subs.append("..." + idx)
+                used = set("".join(subs))
+                for idx in "jkpq":
+                    if idx not in used:
+                        ops.append(f"np.ones({size[kind[idx]]})")
+                        subs.append(idx)
+                out.append(f"    out = out + {be.num(c * b.coef)} * np.einsum("
+                           f"'{','.join(subs)}->...jk', {', '.join(ops)}, optimize=True)"
+                           f"  # {b.name}")
         out.append("    return out")
     else:
         out += ["    Q, M, P = mpmath.matrix(Q), mpmath.matrix(M), mpmath.matrix(P)",

@@ -239,3 +239,24 @@ def test_activation_strings_are_parsed_safely(act):
 def test_bad_coefficients(act, exc):
     with pytest.raises(exc, match="activation"):
         Model(act, 2, 1)
+
+
+@pytest.mark.parametrize("act, tact, w", [("z**3", "z**2 + z", [1.0, -0.5, 2.0]),
+                                          ("He(3, z)", None, None)])
+def test_sgd_broadcast_and_einsum_variants_agree(act, tact, w):
+    """The generated SGD term has two evaluation paths (broadcast for small widths,
+    per-monomial einsum for large); they must agree, batched too."""
+    from symflow.model import _build_sgd
+
+    mod = Model(act, 3, 2, teacher_activation=tact, a=w, noise=0.3)
+    ns = {}
+    exec(compile(_build_sgd(mod.spec)[1], "<sgd>", "exec"), ns)
+    rng = np.random.default_rng(0)
+    W, Ws = rng.standard_normal((4, 5, 3)) / 2, rng.standard_normal((5, 2)) / 2
+    Q, M = np.swapaxes(W, -1, -2) @ W, np.swapaxes(W, -1, -2) @ Ws
+    P = np.broadcast_to(Ws.T @ Ws, (4, 2, 2))
+    args = (Q, M, P, np.diagonal(Q, axis1=-2, axis2=-1), np.diagonal(P, axis1=-2, axis2=-1),
+            np.swapaxes(M, -1, -2)) + ((mod.a, mod.a_star) if w is not None else ())
+    b, e = ns["_sgd_blocks_broadcast"](*args), ns["_sgd_blocks_einsum"](*args)
+    assert b.shape == (4, 3, 3)
+    assert np.allclose(b, e, rtol=1e-12, atol=1e-12 * np.abs(b).max())

@@ -112,6 +112,17 @@ def sgd_term(Q, M, P):
     dQ = np.diagonal(Q, axis1=-2, axis2=-1)
     dP = np.diagonal(P, axis1=-2, axis2=-1)
     M_T = np.swapaxes(M, -1, -2)
+    n = max(Q.shape[-1], P.shape[-1])
+    # small widths: one broadcast over (j, k, p, q); larger: one contraction per
+    # monomial (einsum, O(m^3) for three-index products)
+    if Q.shape[-1] ** 2 * n ** 2 <= 4096:
+        out = _sgd_blocks_broadcast(Q, M, P, dQ, dP, M_T)
+    else:
+        out = _sgd_blocks_einsum(Q, M, P, dQ, dP, M_T)
+    return out
+
+
+def _sgd_blocks_broadcast(Q, M, P, dQ, dP, M_T):
     out = 0.0 * Q
     c_jk = Q[..., :, :, None, None]
     c_jp = Q[..., :, None, :, None]
@@ -140,4 +151,27 @@ def sgd_term(Q, M, P):
     c_pq = P[..., None, None, :, :]
     c_qq = dP[..., None, None, None, :]
     out = out + (1/4) * np.sum(np.broadcast_to((4*c_jk*c_pp*c_qq + 8*c_jk*c_pq**2 + 8*c_jp*c_kp*c_qq + 16*c_jp*c_kq*c_pq + 16*c_jq*c_kp*c_pq + 8*c_jq*c_kq*c_pp), Q.shape[:-2] + (Q.shape[-1], Q.shape[-1], P.shape[-1], P.shape[-1])), axis=(-2, -1))  # TT
+    return out
+
+
+def _sgd_blocks_einsum(Q, M, P, dQ, dP, M_T):
+    out = 0.0 * Q
+    out = out + (2) * np.einsum('...jq,...kq,...p->...jk', Q, Q, dQ, optimize=True)  # SS
+    out = out + (4) * np.einsum('...jq,...kp,...pq->...jk', Q, Q, Q, optimize=True)  # SS
+    out = out + (4) * np.einsum('...jp,...kq,...pq->...jk', Q, Q, Q, optimize=True)  # SS
+    out = out + (2) * np.einsum('...jp,...kp,...q->...jk', Q, Q, dQ, optimize=True)  # SS
+    out = out + (2) * np.einsum('...jk,...pq->...jk', Q, Q**2, optimize=True)  # SS
+    out = out + (1) * np.einsum('...jk,...p,...q->...jk', Q, dQ, dQ, optimize=True)  # SS
+    out = out + (-4) * np.einsum('...jq,...kq,...p->...jk', M, M, dQ, optimize=True)  # ST
+    out = out + (-8) * np.einsum('...jq,...kp,...pq->...jk', M, Q, M, optimize=True)  # ST
+    out = out + (-8) * np.einsum('...jp,...kq,...pq->...jk', Q, M, M, optimize=True)  # ST
+    out = out + (-4) * np.einsum('...jp,...kp,...q->...jk', Q, Q, dP, optimize=True)  # ST
+    out = out + (-4) * np.einsum('...jk,...pq->...jk', Q, M**2, optimize=True)  # ST
+    out = out + (-2) * np.einsum('...jk,...p,...q->...jk', Q, dQ, dP, optimize=True)  # ST
+    out = out + (2) * np.einsum('...jq,...kq,...p->...jk', M, M, dP, optimize=True)  # TT
+    out = out + (4) * np.einsum('...jq,...kp,...pq->...jk', M, M, P, optimize=True)  # TT
+    out = out + (4) * np.einsum('...jp,...kq,...pq->...jk', M, M, P, optimize=True)  # TT
+    out = out + (2) * np.einsum('...jp,...kp,...q->...jk', M, M, dP, optimize=True)  # TT
+    out = out + (2) * np.einsum('...jk,...pq->...jk', Q, P**2, optimize=True)  # TT
+    out = out + (1) * np.einsum('...jk,...p,...q->...jk', Q, dP, dP, optimize=True)  # TT
     return out
