@@ -1,5 +1,7 @@
 """``symflow check``: high-precision verification suite.
 
+Every ``_check_*`` function takes ``(quick, dps)`` and returns ``(max_error, tolerance)``.
+
 Each check compares two independent computations and reports the largest error
 against a tolerance set by the method:
 
@@ -56,7 +58,7 @@ def _random_overlaps(rng, d, m, ms):
     return W, Ws
 
 
-def check_model_kernels(quick, dps):
+def _check_model_kernels(quick, dps):
     """numpy vs mpmath generated kernels of the paper's model (relative, worst case)."""
     import mpmath
 
@@ -84,7 +86,7 @@ def check_model_kernels(quick, dps):
     return err, 1e-12
 
 
-def check_limit_kernels(quick, dps):
+def _check_limit_kernels(quick, dps):
     """numpy vs mpmath generated closed forms of the limit at random admissible points."""
     import mpmath
 
@@ -120,7 +122,7 @@ def check_limit_kernels(quick, dps):
 
 
 # ----------------------------------------------------------------- closed forms
-def check_theta_prime_quad(quick, dps):
+def _check_theta_prime_quad(quick, dps):
     """Theta'(x) closed form (float path) vs mpmath.quad of the Wachter density."""
     import mpmath
 
@@ -144,7 +146,7 @@ def check_theta_prime_quad(quick, dps):
     return err, 1e-12
 
 
-def check_isserlis(quick, dps):
+def _check_isserlis(quick, dps):
     """E[(x^T A x)^2] = (tr A)^2 + 2 tr(A^2) exactly in rationals (x ~ N(0, I))."""
     import sympy as sp
 
@@ -174,7 +176,7 @@ def _instance(d, m, ms, seed):
     return orthonormal(d, m, seed=seed), orthonormal(d, ms, seed=seed + 1)
 
 
-def check_overlaps_solver(quick, dps):
+def _check_overlaps_solver(quick, dps):
     """simulate(method="overlaps", rtol=1e-13) vs the mpmath overlap solver (phi, chi, risk)."""
     from symflow.precision import overlaps_mp
     from symflow.simulators import simulate
@@ -189,7 +191,7 @@ def check_overlaps_solver(quick, dps):
     return err, 1e-9
 
 
-def check_exact_solver(quick, dps):
+def _check_exact_solver(quick, dps):
     """simulate(method="exact", rtol=1e-13) vs the mpmath exact reduction (phi, chi, risk)."""
     from symflow.precision import exact_mp
     from symflow.simulators import simulate
@@ -208,7 +210,7 @@ def _limit_cases(quick):
     return [(0.5, 0.25)] if quick else [(0.5, 0.25), (0.5, 0.5), (0.25, 0.5), (0.75, 0.5)]
 
 
-def check_limit_solver(quick, dps):
+def _check_limit_solver(quick, dps):
     """limit(rtol=1e-13) vs limit(dps=...) (mpmath.odefun), phi and chi."""
     from symflow.highdim import limit
 
@@ -223,7 +225,7 @@ def check_limit_solver(quick, dps):
     return err, 1e-9
 
 
-def check_limit_mp_digits(quick, dps):
+def _check_limit_mp_digits(quick, dps):
     """mpmath limit at dps vs dps + 10 (its own accuracy): error <= 10^-(dps - 5), gamma = 1."""
     import mpmath
 
@@ -248,7 +250,7 @@ _TABLE = {
 }
 
 
-def check_limit_table(quick, dps):
+def _check_limit_table(quick, dps):
     """limit() vs the MATH.md reference table (phi, chi at gamma = 0.5, 1, 2)."""
     from symflow.highdim import limit
 
@@ -259,7 +261,7 @@ def check_limit_table(quick, dps):
     return err, 2e-6
 
 
-def check_finite_d_extrapolation(quick, dps):
+def _check_finite_d_extrapolation(quick, dps):
     """Limit phi, chi at gamma = 1 vs the exact finite-d flow extrapolated in 1/d.
 
     phi_d(1) averaged over seeds at several d is fitted by a + b/d; |a - phi_inf| is
@@ -291,16 +293,16 @@ def check_finite_d_extrapolation(quick, dps):
 
 
 CHECKS = [
-    ("kernels: quadratic model numpy vs mpmath", check_model_kernels),
-    ("kernels: limit closed forms numpy vs mpmath", check_limit_kernels),
-    ("Theta' closed form vs mpmath.quad of the density", check_theta_prime_quad),
-    ("Isserlis identity in exact rationals", check_isserlis),
-    ("solver: overlaps (rtol 1e-13) vs mpmath", check_overlaps_solver),
-    ("solver: exact (rtol 1e-13) vs mpmath", check_exact_solver),
-    ("solver: limit (rtol 1e-13) vs mpmath", check_limit_solver),
-    ("mpmath limit: dps vs dps + 10", check_limit_mp_digits),
-    ("limit vs MATH.md reference table", check_limit_table),
-    ("limit vs finite-d extrapolation", check_finite_d_extrapolation),
+    ("kernels: quadratic model numpy vs mpmath", _check_model_kernels),
+    ("kernels: limit closed forms numpy vs mpmath", _check_limit_kernels),
+    ("Theta' closed form vs mpmath.quad of the density", _check_theta_prime_quad),
+    ("Isserlis identity in exact rationals", _check_isserlis),
+    ("solver: overlaps (rtol 1e-13) vs mpmath", _check_overlaps_solver),
+    ("solver: exact (rtol 1e-13) vs mpmath", _check_exact_solver),
+    ("solver: limit (rtol 1e-13) vs mpmath", _check_limit_solver),
+    ("mpmath limit: dps vs dps + 10", _check_limit_mp_digits),
+    ("limit vs MATH.md reference table", _check_limit_table),
+    ("limit vs finite-d extrapolation", _check_finite_d_extrapolation),
 ]
 
 
@@ -342,7 +344,17 @@ def run_checks(dps=30, quick=False, only=None):
 
 
 def format_table(results):
-    """Plain-text table: check, max error, tolerance, pass."""
+    """Plain-text table of check results.
+
+    Parameters
+    ----------
+    results : list of CheckResult
+
+    Returns
+    -------
+    str
+        One row per check: name, max error, tolerance, pass, seconds.
+    """
     w = max(len(r.name) for r in results)
     lines = [f"{'check':<{w}}  {'max error':>10}  {'tolerance':>10}  pass   time"]
     for r in results:
@@ -352,6 +364,16 @@ def format_table(results):
 
 
 def to_json(results):
-    """JSON list of {name, max_error, tolerance, passed}."""
+    """JSON text of check results.
+
+    Parameters
+    ----------
+    results : list of CheckResult
+
+    Returns
+    -------
+    str
+        A JSON list of {name, max_error, tolerance, passed}.
+    """
     return json.dumps([{k: v for k, v in asdict(r).items() if k != "seconds"}
                        for r in results])

@@ -245,10 +245,22 @@ _CHAIN = {
 
 
 def render_model_module(spec, blocks, backend, sgd=None):
-    """Source text of the generated kernel module for ``spec`` in ``backend``.
+    """Source text of the generated kernel module of a model.
 
-    ``sgd``: optional (sgd_blocks, noise_pair) from ``derive_sgd_blocks``; adds
-    ``sgd_term``.
+    Parameters
+    ----------
+    spec : ModelSpec
+    blocks : list of Block
+        From ``derive_blocks(spec)``.
+    backend : {"numpy", "mpmath"}
+    sgd : (sgd_blocks, noise_pair), optional
+        From ``derive_sgd_blocks(spec)``; adds ``sgd_term``.
+
+    Returns
+    -------
+    str
+        Module text with ``risk_from_overlaps``, ``overlap_grad``, ``overlap_flow``,
+        ``weight_grad`` (and ``sgd_term``), each with a docstring of its argument layout.
     """
     be = BACKENDS[backend]()
     ch = _CHAIN[backend]
@@ -316,7 +328,18 @@ def render_model_module(spec, blocks, backend, sgd=None):
 def render_scalar_module(title, kernels, backend):
     """Source text of a module of scalar closed forms.
 
-    ``kernels``: list of (name, args, expr, doc) with sympy ``args`` and ``expr``.
+    Parameters
+    ----------
+    title : str
+        Module docstring title.
+    kernels : list of (name, args, expr, doc)
+        Sympy argument symbols and expression per function.
+    backend : {"numpy", "mpmath"}
+
+    Returns
+    -------
+    str
+        Module text, one function per kernel (sympy's NumPyPrinter / MpmathPrinter).
     """
     be = BACKENDS[backend]()
     out = [HEADER, f'"""{title} ({backend} backend).\n\nRendered by symflow.codegen.\n"""\n',
@@ -352,7 +375,21 @@ def _slot_source(slot, pk, qk):
 
 
 def render_sgd_function(spec, sgd_blocks, noise_pair, backend):
-    """Source of ``sgd_term(Q, M, P[, a, a_star])``: E[g_j g_k] of online SGD."""
+    """Source of ``sgd_term(Q, M, P[, a, a_star])``, the E[g_j g_k] term of online SGD.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    sgd_blocks : list of SGDBlock
+    noise_pair : sympy expression
+        From ``derive_sgd_blocks(spec)``.
+    backend : {"numpy", "mpmath"}
+
+    Returns
+    -------
+    str
+        Function source (numpy: broadcast and einsum variants behind one entry point).
+    """
     be = BACKENDS[backend]()
     wname = {"S": "a", "T": "a_star"}
     doc = ('    """eta^2 term of the online-SGD overlap ODE: E[g_j g_k] (m x m).\n\n'

@@ -68,7 +68,18 @@ def build_all():
 
 
 def manifest(artefacts):
-    """JSON manifest text with a sha256 per artefact and the sympy version."""
+    """Manifest of the derived artefacts.
+
+    Parameters
+    ----------
+    artefacts : dict
+        Relative path -> text.
+
+    Returns
+    -------
+    str
+        JSON with a sha256 per artefact and the sympy version (sorted keys).
+    """
     import sympy
 
     data = {"generator": "symflow derive", "sympy": sympy.__version__,
@@ -83,7 +94,19 @@ def _atomic_write(path: Path, text: str):
 
 
 def write_all(root=ROOT):
-    """Write every artefact and the manifest under ``root``; returns the list of paths."""
+    """Run every derivation and write the artefacts and the manifest.
+
+    Parameters
+    ----------
+    root : path-like
+        Directory under which ``derivations/`` and ``symflow/generated/`` are written
+        (default: the source tree).
+
+    Returns
+    -------
+    list of str
+        Relative paths written (sorted).
+    """
     arts = build_all()
     arts["derivations/manifest.json"] = manifest(arts)
     for rel, text in sorted(arts.items()):
@@ -92,7 +115,17 @@ def write_all(root=ROOT):
 
 
 def check(root=ROOT):
-    """Paths whose committed content differs from a fresh derivation (empty list: fresh).
+    """Compare the artefacts under ``root`` with a fresh derivation.
+
+    Parameters
+    ----------
+    root : path-like
+        Tree to check (default: the source tree).
+
+    Returns
+    -------
+    list of str
+        Relative paths whose content differs or is missing (empty: fresh).
 
     The manifest is compared on its artefact hashes only (not on the sympy version it
     records), so an unchanged output under another sympy version is still fresh.

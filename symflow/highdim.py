@@ -199,10 +199,20 @@ def _limit_dps(alpha, alpha_star, gamma, dps):
 
 
 def conservation_residual(traj):
-    """alpha log F + Theta(J - 1) + (alpha + alpha* - 1)_+ log J - 4 gamma along ``traj``.
+    """Conserved quantity of the limit system along a trajectory (should vanish).
 
-    Should vanish (MATH.md section 6); uses quadrature for Theta (``theta_of_logj``).
-    Returns an ndarray of shape (n,).
+    Parameters
+    ----------
+    traj : LimitTrajectory
+        Float (not ``dps``) solution.
+
+    Returns
+    -------
+    ndarray (n,)
+        alpha log F + Theta(J - 1) + (alpha + alpha* - 1)_+ log J - 4 gamma, with Theta
+        by quadrature (``theta_of_logj``), independent of the ODE's right-hand side.
+
+    Source: MATH.md section 6.
     """
     a, s = traj.alpha, traj.alpha_star
     p = max(a + s - 1.0, 0.0)

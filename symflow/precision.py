@@ -21,7 +21,21 @@ __all__ = ["simulate_mp", "overlaps_mp", "exact_mp", "to_mp_matrix"]
 
 
 def to_mp_matrix(A):
-    """Convert a 2-D numpy array, nested list or mpmath matrix to ``mpmath.matrix``."""
+    """Convert a matrix to ``mpmath.matrix`` (exact binary values of floats).
+
+    Parameters
+    ----------
+    A : 2-D array, nested list or mpmath.matrix
+
+    Returns
+    -------
+    mpmath.matrix
+
+    Raises
+    ------
+    ValueError
+        If ``A`` is not 2-D.
+    """
     import mpmath
 
     if isinstance(A, mpmath.matrix):

@@ -30,6 +30,20 @@ def make_instance(d, m, m_star, init="orthonormal", teacher="orthonormal", seed=
     direction 0 removed).  Student and teacher use independent streams spawned from
     ``seed`` (numpy SeedSequence).
 
+    Parameters
+    ----------
+    d, m, m_star : int
+        Input dimension, student and teacher widths.
+    init, teacher : str
+        One of ``INITS``.
+    seed : int
+        Seed of the numpy SeedSequence.
+
+    Returns
+    -------
+    W0 : ndarray (d, m)
+    W_star : ndarray (d, m_star)
+
     Raises
     ------
     ValueError
@@ -53,7 +67,25 @@ def make_instance(d, m, m_star, init="orthonormal", teacher="orthonormal", seed=
 
 
 def time_grid_gamma(gamma_max, points):
-    """gamma grid: 0 followed by ``points - 1`` log-spaced values up to ``gamma_max``."""
+    """Output grid in gamma = t / d.
+
+    Parameters
+    ----------
+    gamma_max : float > 0
+        Last point.
+    points : int >= 2
+        Number of points: 0, then ``points - 1`` log-spaced values from
+        ``gamma_max * 1e-4`` to ``gamma_max`` (just ``[0, gamma_max]`` for 2).
+
+    Returns
+    -------
+    ndarray (points,)
+
+    Raises
+    ------
+    ValueError, TypeError
+        Bad ``gamma_max`` or ``points``.
+    """
     gamma_max = finite_float(gamma_max, "gamma_max", lo=0, lo_open=True)
     points = positive_int(points, "points", minimum=2)
     if points == 2:
@@ -62,7 +94,19 @@ def time_grid_gamma(gamma_max, points):
 
 
 def plot_run(traj, path):
-    """risk, phi and chi against gamma (log-x) into a PNG (atomic)."""
+    """Plot risk, phi and chi against gamma (log-x) into a PNG (atomic write).
+
+    Parameters
+    ----------
+    traj : Trajectory
+        With ``meta`` holding d, m, m_star and method.
+    path : path-like
+        Output PNG.
+
+    Returns
+    -------
+    None
+    """
     import matplotlib
 
     matplotlib.use("Agg")

@@ -84,10 +84,21 @@ def _atomic(path, write, mode):
 
 
 def observables(Q, M, P, kern=_gen):
-    """risk, chi, dist from overlaps batched over leading axes (MATH.md sections 2, 4).
+    """Risk, chi and dist from overlaps, batched over leading axes.
 
-    ``kern``: kernel namespace providing ``risk_from_overlaps`` (default: paper's model).
-    Returns three arrays of shape Q.shape[:-2].
+    Parameters
+    ----------
+    Q, M, P : arrays (..., m, m), (..., m, m_star), (..., m_star, m_star)
+    kern : namespace with ``risk_from_overlaps``
+        Default: the paper's generated kernels.
+
+    Returns
+    -------
+    risk, chi, dist : arrays of shape Q.shape[:-2]
+        chi = ||M||^2 / (||Q|| ||P||) (0 for Q = 0), clipped to [0, 1]; risk clipped at 0
+        (round-off of the overlap representation).
+
+    Source: MATH.md sections 2 and 4.
     """
     nq = np.sum(Q * Q, axis=(-2, -1))
     nm = np.sum(M * M, axis=(-2, -1))

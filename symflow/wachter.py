@@ -57,10 +57,25 @@ def wachter_edges(alpha, alpha_star):
 
 
 def wachter_atoms(alpha, alpha_star):
-    """Atoms of mu: list of (location, mass) with positive mass.
+    """Atoms of the limiting spectral measure mu of Y_d / d.
 
-    Mass (alpha - alpha*)_+ at 0 and (alpha + alpha* - 1)_+ at 1 (MATH.md section 6);
-    atoms of zero mass are omitted.  Raises ValueError/TypeError on bad alpha, alpha_star.
+    Parameters
+    ----------
+    alpha, alpha_star : float in [1e-6, 1]
+        m / d and m* / d.
+
+    Returns
+    -------
+    list of (location, mass)
+        Mass (alpha - alpha*)_+ at 0 and (alpha + alpha* - 1)_+ at 1; atoms of zero mass
+        are omitted.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Bad ``alpha`` or ``alpha_star``.
+
+    Source: MATH.md section 6.
     """
     a, s = _alphas(alpha, alpha_star)
     atoms = [(0.0, max(a - s, 0.0)), (1.0, max(a + s - 1.0, 0.0))]
