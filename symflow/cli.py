@@ -311,8 +311,8 @@ def _dispatch(parser, argv):
     try:
         args = parser.parse_args(argv)
         if not getattr(args, "command", None):
-            parser.print_help()
-            return 2
+            raise CLIError("a command is required (risk, run, limit, check, derive, figures); "
+                           "see 'symflow --help'")
         return args.func(args)
     except CLIError as exc:
         print(f"symflow: error: {exc}", file=sys.stderr)
@@ -323,7 +323,10 @@ def _dispatch(parser, argv):
     except OSError as exc:  # e.g. --out is an existing file or not writable
         print(f"symflow: error: cannot write output: {exc}", file=sys.stderr)
         return 2
-    except (RuntimeError, MemoryError) as exc:
+    except MemoryError as exc:  # sizes too large for this machine
+        print(f"symflow: error: not enough memory ({exc}); use smaller sizes", file=sys.stderr)
+        return 2
+    except (RuntimeError, OverflowError) as exc:
         msg = str(exc) or type(exc).__name__
         print(f"symflow: error: {msg}", file=sys.stderr)
         return 1

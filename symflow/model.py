@@ -28,18 +28,39 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
 _CHARS = re.compile(r"[A-Za-z0-9_\s+\-*/^().,]*")
 
 
+_MAX_DEGREE = 8
+_POW = re.compile(r"(\*\*|\^)\s*(\(\s*)?(\d+)?")
+_HE = re.compile(r"\bHe\s*\(\s*(\d+)?")
+
+
 def _parse(text, name):
-    """Parse a polynomial string safely: only one-letter variable names and He(n, v)."""
+    """Parse a polynomial string safely.
+
+    Only one-letter variable names, numbers (at most 30 digits), + - * / ( ) , spaces,
+    integer exponents <= 8 after ** or ^, and He(n, v) with an integer n <= 8 are
+    accepted, so parsing can neither run code nor blow up (e.g. 9**9**9).
+    """
     import sympy as sp
 
     if not isinstance(text, str) or len(text) > 2000 or not _CHARS.fullmatch(text):
         raise ValueError(f"{name} must be a polynomial string (letters, digits, spaces and "
                          f"+ - * / ^ ( ) , .), got {text!r}")
-    bad = sorted({w for w in _NAME.findall(text) if len(w) > 1 and w != "He"} |
-                 {w for w in _NAME.findall(text) if w in ("I", "E", "S", "N", "O", "Q")})
+    words = _NAME.findall(text)
+    bad = sorted({w for w in words if len(w) > 1 and w != "He"} |
+                 {w for w in words if w in ("I", "E", "S", "N", "O", "Q")})
     if bad:
         raise ValueError(f"{name} must be a polynomial in one-letter variables (numbers, "
                          f"+ - * / ** and He(n, z)); got {bad} in {text!r}")
+    if re.search(r"(?<!\d)\.|\.(?!\d)", text):
+        raise ValueError(f"{name}: '.' is only allowed as a decimal point, got {text!r}")
+    if any(len(d) > 30 for d in re.findall(r"\d+", text)):
+        raise ValueError(f"{name}: numbers with more than 30 digits are not allowed")
+    for pat, what in ((_POW, "exponents"), (_HE, "He orders")):
+        for mt in pat.finditer(text):
+            if mt.group(3 if pat is _POW else 1) is None or \
+                    int(mt.group(3 if pat is _POW else 1)) > _MAX_DEGREE:
+                raise ValueError(f"{name}: {what} must be integers <= {_MAX_DEGREE} written "
+                                 f"as digits, got {text!r}")
     try:
         return sp.sympify(text, locals={"He": lambda n, v: sp.hermite_prob(n, v)},
                           rational=True)
@@ -89,9 +110,11 @@ def _activation_expr(act, basis, name):
         raise ValueError(f"{name} must be a polynomial, got {act}")
     poly = sp.Poly(sp.nsimplify(sp.expand(expr), rational=True), _s)
     for c in poly.coeffs():
-        if not (c.is_real and c.is_finite):
-            raise ValueError(f"{name} must have real, finite coefficients, got {act}")
-    if poly.degree() > 8:
+        if not (c.is_real and c.is_finite) or not np.isfinite(float(c)) or \
+                abs(float(c)) > 1e100:
+            raise ValueError(f"{name} must have real coefficients of magnitude <= 1e100, "
+                             f"got {act}")
+    if poly.degree() > _MAX_DEGREE:
         raise ValueError(f"{name} has degree {poly.degree()}; at most 8 is supported (the "
                          "moment tables grow quickly)")
     return poly.as_expr()

@@ -88,6 +88,8 @@ def time_grid_gamma(gamma_max, points):
     """
     gamma_max = finite_float(gamma_max, "gamma_max", lo=0, lo_open=True)
     points = positive_int(points, "points", minimum=2)
+    if points > 10**6:
+        raise ValueError(f"points must be <= 1e6, got {points}")
     if points == 2:
         return np.array([0.0, gamma_max])
     return np.concatenate([[0.0], np.geomspace(gamma_max * 1e-4, gamma_max, points - 1)])
@@ -172,6 +174,8 @@ def run_job(d=200, m=100, m_star=50, init="orthonormal", teacher="orthonormal", 
 
     d, m, m_star = (positive_int(v, n) for v, n in ((d, "d"), (m, "m"), (m_star, "m_star")))
     gam = time_grid_gamma(gamma_max, points)
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ValueError(f"out {str(out)!r} exists and is not a directory")
     model = None
     if activation is not None or teacher_activation is not None or noise or weight_decay:
         from symflow.model import Model

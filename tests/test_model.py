@@ -260,3 +260,16 @@ def test_sgd_broadcast_and_einsum_variants_agree(act, tact, w):
     b, e = ns["_sgd_blocks_broadcast"](*args), ns["_sgd_blocks_einsum"](*args)
     assert b.shape == (4, 3, 3)
     assert np.allclose(b, e, rtol=1e-12, atol=1e-12 * np.abs(b).max())
+
+
+@pytest.mark.parametrize("act", ["9**9**9", "He(9**9, z)", "z**(10**10)", "(z+1)**100000",
+                                 "z**2*10**400", "z.n()", "He(12, z)"])
+def test_activation_strings_cannot_hang_or_overflow(act):
+    """Regression (second QA pass): huge exponents / orders were evaluated by sympify
+    before the degree check (hangs), huge coefficients overflowed in the kernels."""
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match="activation"):
+        Model(act, 1, 1)
+    assert time.perf_counter() - t0 < 2.0
