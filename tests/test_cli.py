@@ -96,7 +96,7 @@ def test_out_is_a_file(tmp_path, capsys):
     f = tmp_path / "file"
     f.write_text("x")
     assert main(["run", "--d", "6", "--m", "2", "--m-star", "1", "--out", str(f)]) == 2
-    assert "cannot write output" in capsys.readouterr().err
+    assert "not a directory" in capsys.readouterr().err
 
 
 def test_no_command_is_a_one_line_error(capsys):

@@ -203,7 +203,7 @@ def test_sgd_ode_vs_one_pass_sgd_large_d():
     (dict(activation="z**2", a=[1, 2]), ValueError, "a must"),
     (dict(activation="z**2", noise=-1), ValueError, "noise"),
     (dict(activation=[1, 2], basis="legendre"), ValueError, "basis"),
-    (dict(activation="z**", ), ValueError, "parsed"),
+    (dict(activation="z**", ), ValueError, "activation"),
 ])
 def test_bad_input(kw, exc, msg):
     args = dict(m=3, m_star=2)
