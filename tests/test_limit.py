@@ -8,7 +8,6 @@ import pytest
 from scipy import integrate
 
 from symflow.highdim import LimitTrajectory, conservation_residual, limit
-from symflow.wachter import sample_overlap_spectrum
 
 # MATH.md section 6 reference table (independent solver, accurate to about 1e-6)
 TABLE = {
@@ -181,35 +180,24 @@ def test_bad_inputs(kw, name):
         limit(**args)
 
 
-def finite_d_phi(lam, d, m, ms, gam):
-    """MATH.md 5 in gamma units (t = d gamma), state (log F, log G), eigenvalues of Y_d:
-    phi_d = 1/4 sum_k log(F (1 - lam_k) + G lam_k) - d gamma,
-    (log F)' = (4 d/m) e^{-2 phi_d}/F, (log G)' = (4 d/m) e^{-2 phi_d} e^{4 d gamma/m*}/G."""
-    with np.errstate(divide="ignore"):
-        l0, l1 = np.log1p(-lam), np.log(lam)  # exact 0s and 1s give -inf: dropped terms
-
-    def phi(g, f, lg):
-        return 0.25 * np.sum(np.logaddexp(f + l0, lg + l1)) - d * g
-
-    def rhs(g, st):
-        w = np.exp(-2 * phi(g, *st))
-        return [4 * d / m * w * np.exp(-st[0]), 4 * d / m * w * np.exp(4 * g * d / ms - st[1])]
-
-    sol = integrate.solve_ivp(rhs, (0, gam[-1]), [0.0, 0.0], method="DOP853", t_eval=gam,
-                              rtol=1e-10, atol=1e-10)
-    return np.array([phi(g, f, lg) for g, f, lg in zip(gam, *sol.y)])
-
-
 @pytest.mark.parametrize("a,s", [(0.5, 0.25), (0.5, 0.5), (0.25, 0.5), (0.75, 0.5)])
 def test_finite_d_approaches_limit(a, s):
-    """Exact finite-d reduction with sampled spectra at d = 100, 400, 1600 (two seeds each):
-    max |phi_d - phi| over gamma in [0, 1.5] decreases (about like 1/d)."""
+    """symflow.simulate(method="exact") with orthonormal start and teacher at
+    d = 100, 400, 1600 (two seeds each): max |phi_d - phi| over gamma in [0, 1.5]
+    decreases with d (about like 1/d)."""
+    from symflow.init import orthonormal
+    from symflow.simulators import simulate
+
     gam = np.linspace(0.0, 1.5, 7)
     ref = limit(a, s, gam).phi
     errs = []
     for d in (100, 400, 1600):
-        e = [np.abs(finite_d_phi(sample_overlap_spectrum(d, a, s, seed), d, round(a * d),
-                                 round(s * d), gam) - ref).max() for seed in (0, 1)]
+        e = []
+        for seed in (0, 1):
+            W0 = orthonormal(d, round(a * d), seed=2 * seed)
+            Ws = orthonormal(d, round(s * d), seed=2 * seed + 1)
+            tr = simulate(W0, Ws, gamma=gam, method="exact", rtol=1e-9)
+            e.append(np.abs(tr.phi - ref).max())
         errs.append(np.mean(e))
     assert errs[0] > errs[1] > errs[2], errs
     assert errs[2] < 0.4 * errs[0], errs
