@@ -20,25 +20,21 @@ class _Parser(argparse.ArgumentParser):
         raise CLIError(message)
 
 
-def _pos_int(s):
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
-    return v
+def _int_at_least(minimum, what):
+    """argparse type: an integer >= ``minimum`` (``what`` names it in the error)."""
+    def parse(s):
+        try:
+            v = int(s)
+        except ValueError:
+            v = None
+        if v is None or v < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}")
+        return v
+    return parse
 
 
-def _seed(s):
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer seed, got {s!r}") \
-            from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer seed, got {s!r}")
-    return v
+_pos_int = _int_at_least(1, "a positive integer")
+_seed = _int_at_least(0, "a non-negative integer seed")
 
 
 def _cmd_risk(args):

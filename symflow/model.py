@@ -29,8 +29,8 @@ _CHARS = re.compile(r"[A-Za-z0-9_\s+\-*/^().,]*")
 
 
 _MAX_DEGREE = 8
-_POW = re.compile(r"(\*\*|\^)\s*(\(\s*)?(\d+)?")
-_HE = re.compile(r"\bHe\s*\(\s*(\d+)?")
+_POW = re.compile(r"(\*\*|\^)\s*(\(\s*)?(?P<n>\d+)?")
+_HE = re.compile(r"\bHe\s*\(\s*(?P<n>\d+)?")
 
 
 def _parse(text, name):
@@ -57,8 +57,7 @@ def _parse(text, name):
         raise ValueError(f"{name}: numbers with more than 30 digits are not allowed")
     for pat, what in ((_POW, "exponents"), (_HE, "He orders")):
         for mt in pat.finditer(text):
-            if mt.group(3 if pat is _POW else 1) is None or \
-                    int(mt.group(3 if pat is _POW else 1)) > _MAX_DEGREE:
+            if mt.group("n") is None or int(mt.group("n")) > _MAX_DEGREE:
                 raise ValueError(f"{name}: {what} must be integers <= {_MAX_DEGREE} written "
                                  f"as digits, got {text!r}")
     try:
@@ -71,14 +70,7 @@ def _parse(text, name):
 def _coefficient(c, name):
     import sympy as sp
 
-    if isinstance(c, (bool, str, bytes)) or np.iscomplexobj(c):
-        raise TypeError(f"{name} coefficients must be real numbers, got {c!r}")
-    try:
-        v = float(c)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} coefficients must be real numbers, got {c!r}") from exc
-    if not np.isfinite(v):
-        raise ValueError(f"{name} coefficients must be finite, got {c!r}")
+    finite_float(c, f"{name} coefficient")  # TypeError / ValueError naming the argument
     return sp.nsimplify(c, rational=True)
 
 
