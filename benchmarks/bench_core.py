@@ -11,9 +11,9 @@ import time
 import numpy as np
 import sympy as sp
 
+from symflow.engine.moments import expect
 from symflow.generated import quadratic_numpy
-from symflow.kernels import risk_from_overlaps
-from symflow.moments import expect
+from symflow.numerics.kernels import risk_from_overlaps
 
 
 def best_of(fn, repeat=5):

@@ -21,7 +21,7 @@ def fresh(code):
 def main():
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "symflow.cli", "derive", "--out", tmp],
+        subprocess.run([sys.executable, "-m", "symflow", "derive", "--out", tmp],
                        check=True, capture_output=True)
         print(f"symflow derive (all artefacts, fresh process): {time.perf_counter() - t0:.2f} s "
               "(goal < 60 s)")

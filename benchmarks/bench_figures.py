@@ -18,8 +18,9 @@ import time
 
 import numpy as np
 
-from symflow import figures, simulate
-from symflow.run import make_instance
+from symflow import simulate
+from symflow.apps import figures
+from symflow.apps.run import make_instance
 
 ETA = 1e-2
 GD_TIME_BUDGET_S = 1.5

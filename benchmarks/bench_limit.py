@@ -1,9 +1,9 @@
-"""Benchmark of symflow.highdim (MATH.md section 6): wall time per curve on gamma in [0, 10]
-and accuracy, against the reference approach (fixed-step explicit Euler, step 2e-5).
+"""Benchmark of symflow.numerics.highdim (MATH.md section 6): wall time per curve on gamma
+in [0, 10] and accuracy, against the reference approach (fixed-step explicit Euler, step 2e-5).
 
 Run: python benchmarks/bench_limit.py [--euler-fraction F]
 
-Accuracy is measured against symflow.highdim at rtol = 1e-13 (DOP853; agrees with an
+Accuracy is measured against symflow.numerics.highdim at rtol = 1e-13 (DOP853; agrees with an
 independent (F, J)-variables quadrature solver to ~1e-10, see tests/test_limit.py).
 Euler integrates the same right-hand side (log F, log J) with step 2e-5; with
 --euler-fraction F < 1 only the first F of the steps are run and the time is extrapolated
@@ -18,8 +18,8 @@ import time
 import numpy as np
 
 from symflow.generated import limit_numpy as _k
-from symflow.highdim import _pieces, limit
-from symflow.wachter import wachter_edges
+from symflow.numerics.highdim import _pieces, limit
+from symflow.numerics.wachter import wachter_edges
 
 CASES = [(0.5, 0.25), (0.5, 0.5), (0.25, 0.5)]
 H = 2e-5

@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from symflow.generated import quadratic_numpy as paper
-from symflow.model import Model, _build, _build_sgd
+from symflow.numerics.model import Model, _build, _build_sgd
 
 
 def per_call(fn, *args, n=200):

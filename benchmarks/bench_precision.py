@@ -10,7 +10,7 @@ import time
 
 import mpmath
 
-from symflow.highdim import limit
+from symflow.numerics.highdim import limit
 
 
 def main():

@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-from symflow.init import orthonormal
-from symflow.simulators import simulate
+from symflow.numerics.init import orthonormal
+from symflow.numerics.simulators import simulate
 
 GD_STEP_BUDGET = 20_000
 

@@ -15,25 +15,25 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "expect": "symflow.moments",
-    "overlaps": "symflow.kernels",
-    "risk_from_overlaps": "symflow.kernels",
-    "risk": "symflow.kernels",
-    "risk_grad": "symflow.kernels",
-    "overlap_grad": "symflow.kernels",
-    "overlap_flow": "symflow.kernels",
-    "monte_carlo_risk": "symflow.montecarlo",
-    "monte_carlo_risk_grad": "symflow.montecarlo",
-    "simulate": "symflow.simulators",
-    "Trajectory": "symflow.simulators",
-    "limit": "symflow.highdim",
-    "LimitTrajectory": "symflow.highdim",
-    "wachter_density": "symflow.wachter",
-    "wachter_atoms": "symflow.wachter",
-    "sample_overlap_spectrum": "symflow.wachter",
-    "Model": "symflow.model",
+    "expect": "symflow.engine.moments",
+    "overlaps": "symflow.numerics.kernels",
+    "risk_from_overlaps": "symflow.numerics.kernels",
+    "risk": "symflow.numerics.kernels",
+    "risk_grad": "symflow.numerics.kernels",
+    "overlap_grad": "symflow.numerics.kernels",
+    "overlap_flow": "symflow.numerics.kernels",
+    "monte_carlo_risk": "symflow.numerics.montecarlo",
+    "monte_carlo_risk_grad": "symflow.numerics.montecarlo",
+    "simulate": "symflow.numerics.simulators",
+    "Trajectory": "symflow.numerics.simulators",
+    "limit": "symflow.numerics.highdim",
+    "LimitTrajectory": "symflow.numerics.highdim",
+    "wachter_density": "symflow.numerics.wachter",
+    "wachter_atoms": "symflow.numerics.wachter",
+    "sample_overlap_spectrum": "symflow.numerics.wachter",
+    "Model": "symflow.numerics.model",
 }
-_SUBMODULES = {"init"}
+_SUBMODULES = {"init": "symflow.numerics.init"}
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
 
@@ -44,7 +44,7 @@ def __getattr__(name):
         globals()[name] = value
         return value
     if name in _SUBMODULES:
-        return importlib.import_module(f"symflow.{name}")
+        return importlib.import_module(_SUBMODULES[name])
     raise AttributeError(f"module 'symflow' has no attribute {name!r}")
 
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from symflow.check import run_checks
-from symflow.cli import main
+from symflow.apps.check import run_checks
+from symflow.apps.cli import main
 
 
 def test_check_quick_passes(capsys):
@@ -46,7 +46,7 @@ def test_perturbed_theta_prime_fails(monkeypatch):
 
 
 def test_broken_moment_engine_fails(monkeypatch):
-    import symflow.moments as mom
+    import symflow.engine.moments as mom
 
     _wrap(mom, "expect", lambda v: v + mom.sp.Rational(1, 10**12), monkeypatch)
     (res,) = run_checks(quick=True, only=["Isserlis"])

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from symflow.cli import main
+from symflow.apps.cli import main
 
 
 def test_risk_json(capsys):
@@ -23,7 +23,7 @@ def test_risk_json(capsys):
     ["nonsense"],
 ])
 def test_cli_errors_one_line_exit_2(argv):
-    proc = subprocess.run([sys.executable, "-m", "symflow.cli", *argv], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "symflow", *argv], capture_output=True,
                           text=True)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

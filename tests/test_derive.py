@@ -3,11 +3,11 @@
 import subprocess
 import sys
 
-from symflow import derive
+from symflow.apps import derive
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "symflow.cli", "derive", *args],
+    return subprocess.run([sys.executable, "-m", "symflow", "derive", *args],
                           capture_output=True, text=True)
 
 

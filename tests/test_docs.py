@@ -195,7 +195,8 @@ def test_relative_links_resolve(path):
 # ------------------------------------------- regression: exports are not shadowed
 def test_symflow_limit_and_simulate_are_the_functions():
     """Regression: symflow.limit / symflow.simulate once resolved to their submodules."""
-    code = ("import symflow.highdim, symflow.simulators, symflow.check, symflow; "
+    code = ("import symflow.numerics.highdim, symflow.numerics.simulators, "
+            "symflow.apps.check, symflow; "
             "assert callable(symflow.limit) and callable(symflow.simulate); "
-            "assert symflow.limit.__module__ == 'symflow.highdim'")
+            "assert symflow.limit.__module__ == 'symflow.numerics.highdim'")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)

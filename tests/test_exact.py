@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from symflow.exact import exact_flow
-from symflow.init import degenerate, gaussian, orthonormal
+from symflow.numerics.exact import exact_flow
+from symflow.numerics.init import degenerate, gaussian, orthonormal
 
 REL = 1e-8
 

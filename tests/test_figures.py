@@ -8,7 +8,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from symflow import figures
+from symflow.apps import figures
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_bad_arguments(tmp_path, kwargs):
 
 
 def test_cli_bad_figure_one_line_error(tmp_path, capsys):
-    from symflow.cli import _Parser, build_parser, main
+    from symflow.apps.cli import _Parser, build_parser, main
 
     parser = _Parser(prog="symflow")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from symflow.init import degenerate, gaussian, orthonormal
+from symflow.numerics.init import degenerate, gaussian, orthonormal
 
 
 @pytest.mark.parametrize("d,k", [(1, 1), (7, 3), (20, 20), (50, 1)])

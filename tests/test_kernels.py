@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import symflow
-from symflow.kernels import overlap_flow, overlaps, risk, risk_from_overlaps, risk_grad
-from symflow.montecarlo import monte_carlo_risk, monte_carlo_risk_grad
+from symflow.numerics.kernels import overlap_flow, overlaps, risk, risk_from_overlaps, risk_grad
+from symflow.numerics.montecarlo import monte_carlo_risk, monte_carlo_risk_grad
 
 
 def _instance(d, m, ms, seed, scale=1.0):
@@ -123,7 +123,7 @@ def test_bad_overlap_shapes():
 
 
 def test_monte_carlo_seeded_and_chunked(monkeypatch):
-    import symflow.montecarlo as mc
+    import symflow.numerics.montecarlo as mc
 
     W, Ws = _instance(4, 2, 3, seed=0)
     a = monte_carlo_risk(W, Ws, 5000, seed=4)
@@ -137,7 +137,7 @@ def test_import_does_not_load_sympy():
     import subprocess
     import sys
 
-    code = ("import sys, symflow, symflow.kernels, symflow.montecarlo; "
+    code = ("import sys, symflow, symflow.numerics.kernels, symflow.numerics.montecarlo; "
             "symflow.risk; print('sympy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

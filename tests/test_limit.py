@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import integrate
 
-from symflow.highdim import LimitTrajectory, conservation_residual, limit
+from symflow.numerics.highdim import LimitTrajectory, conservation_residual, limit
 
 # MATH.md section 6 reference table (independent solver, accurate to about 1e-6)
 TABLE = {
@@ -185,8 +185,8 @@ def test_finite_d_approaches_limit(a, s):
     """symflow.simulate(method="exact") with orthonormal start and teacher at
     d = 100, 400, 1600 (two seeds each): max |phi_d - phi| over gamma in [0, 1.5]
     decreases with d (about like 1/d)."""
-    from symflow.init import orthonormal
-    from symflow.simulators import simulate
+    from symflow.numerics.init import orthonormal
+    from symflow.numerics.simulators import simulate
 
     gam = np.linspace(0.0, 1.5, 7)
     ref = limit(a, s, gam).phi
@@ -206,7 +206,7 @@ def test_finite_d_approaches_limit(a, s):
 def test_conservation_at_long_horizon_regression():
     """Regression: Theta(J - 1) by one quad over [0, log J] was off by 0.2 at log J ~ 1.6e4,
     so the conservation check falsely failed at gamma = 1000."""
-    from symflow.highdim import conservation_residual
+    from symflow.numerics.highdim import conservation_residual
 
     for a, s in ((0.5, 0.25), (0.7, 0.3)):
         tr = limit(a, s, [0.0, 10.0, 1000.0])

@@ -13,9 +13,9 @@ from symflow.derivation.model import (
     entrywise_risk,
     entrywise_sgd_term,
 )
-from symflow.init import gaussian
-from symflow.model import Model
-from symflow.simulators import simulate
+from symflow.numerics.init import gaussian
+from symflow.numerics.model import Model
+from symflow.numerics.simulators import simulate
 
 z = sp.Symbol("z")
 
@@ -50,7 +50,7 @@ def test_quadratic_model_reproduces_paper_derivation():
     rng = np.random.default_rng(0)
     W, Ws = rng.standard_normal((6, 3)), rng.standard_normal((6, 2))
     Q, M, P = W.T @ W, W.T @ Ws, Ws.T @ Ws
-    from symflow.kernels import overlap_flow, risk_from_overlaps
+    from symflow.numerics.kernels import overlap_flow, risk_from_overlaps
 
     assert mod.risk(Q, M, P) == risk_from_overlaps(Q, M, P)
     for a, b in zip(mod.flow(Q, M, P), overlap_flow(Q, M, P)):
@@ -246,7 +246,7 @@ def test_bad_coefficients(act, exc):
 def test_sgd_broadcast_and_einsum_variants_agree(act, tact, w):
     """The generated SGD term has two evaluation paths (broadcast for small widths,
     per-monomial einsum for large); they must agree, batched too."""
-    from symflow.model import _build_sgd
+    from symflow.numerics.model import _build_sgd
 
     mod = Model(act, 3, 2, teacher_activation=tact, a=w, noise=0.3)
     ns = {}

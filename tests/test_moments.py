@@ -8,7 +8,7 @@ import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from symflow.moments import expect, monomial_moment
+from symflow.engine.moments import expect, monomial_moment
 
 x, y, z, w = sp.symbols("x y z w")
 

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from symflow.init import degenerate, gaussian, orthonormal
-from symflow.simulators import simulate
+from symflow.numerics.init import degenerate, gaussian, orthonormal
+from symflow.numerics.simulators import simulate
 
 
 def _close(a, b, rel, abs_):
@@ -76,7 +76,7 @@ def test_degenerate_start_keeps_direction_missing():
     """
     from scipy.integrate import solve_ivp
 
-    from symflow.kernels import risk_grad
+    from symflow.numerics.kernels import risk_grad
 
     d, m, ms = 9, 4, 3
     Ws = np.zeros((d, ms))
@@ -158,7 +158,7 @@ def test_outputs_roundtrip(tmp_path):
 
 
 def test_cli_run(tmp_path, capsys):
-    from symflow.cli import main
+    from symflow.apps.cli import main
 
     out = tmp_path / "r"
     assert main(["run", "--d", "20", "--m", "10", "--m-star", "5", "--gamma-max", "2",
@@ -205,7 +205,7 @@ def test_single_time_zero(method):
     """Regression: t = [0] crashed for overlaps/weights."""
     W0, Ws = orthonormal(6, 3, seed=0), orthonormal(6, 2, seed=1)
     tr = simulate(W0, Ws, [0.0], method=method)
-    from symflow.kernels import risk
+    from symflow.numerics.kernels import risk
 
     assert np.isclose(tr.risk[0], risk(W0, Ws)) and tr.phi[0] == 0
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import integrate
 
-from symflow import wachter as W
+from symflow.numerics import wachter as W
 
 # (alpha, alpha*) covering alpha > alpha*, alpha < alpha*, alpha = alpha* (x^{-1/2} edge),
 # alpha + alpha* > 1 (atom at 1), alpha + alpha* = 1 (r2 = 1), alpha = 1, alpha* = 1.

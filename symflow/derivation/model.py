@@ -9,7 +9,7 @@ with local fields h_i = W[:, i].x and g_k = W*[:, k].x,
 
 and each pair expectation is a polynomial ``phi(x, y, z)`` in the pair's covariance
 ``[[x, z], [z, y]]`` (x, y: diagonal entries of Q or P; z: the entry of Q, M or P),
-computed by the Isserlis engine :func:`symflow.moments.expect`.  The same formula
+computed by the Isserlis engine :func:`symflow.engine.moments.expect`.  The same formula
 holds for i = j (the pair then has x = y = z).  Summing ``phi`` over pairs gives the
 trace/matrix form for any widths; expanding it for given widths gives the entry-wise
 polynomial, which is checked against a direct ``expect`` of (f - f*)^2 over all
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from symflow.moments import expect
+from symflow.engine.moments import expect
 
 __all__ = ["ModelSpec", "Block", "PAPER_MODEL", "derive_blocks", "risk_sum_expr",
            "entrywise_risk", "direct_entrywise_risk", "entrywise_weight_flow",

@@ -30,7 +30,7 @@ def _pairings(labels):
 
 def moments_md():
     """01: the Isserlis engine and the moments used by the risk."""
-    from symflow.moments import expect
+    from symflow.engine.moments import expect
 
     hi, hj = sp.symbols("h_i h_j", real=True)
     cov = sp.Matrix([[dm.x, dm.z], [dm.z, dm.y]])
@@ -50,7 +50,7 @@ def moments_md():
     return HEAD + "\n".join([
         "# 1. Gaussian moments (Isserlis/Wick)", "",
         "Assumptions: zero-mean jointly Gaussian fields with covariance $C$.",
-        "Engine (`symflow.moments.expect`): Gaussian integration by parts,",
+        "Engine (`symflow.engine.moments.expect`): Gaussian integration by parts,",
         "$E[x_i\\, g(x)] = \\sum_j C_{ij} E[\\partial_j g(x)]$, applied to monomials and "
         "memoised per exponent vector (equivalent to summing over the Isserlis pairings).",
         "", "Local fields $h_i = W_{:,i}\\cdot x$ of two units have covariance "
@@ -212,7 +212,7 @@ def exact_md():
         _eq("\\log\\det K", logdet),
         "and $\\int_0^t \\operatorname{tr} Z = \\frac14 \\log\\det K$ gives "
         "$\\phi = \\frac14\\sum_k \\log(F(1-\\lambda_k) + G\\lambda_k) - t$.", "",
-        "Numerics (`symflow.exact`): exact zeros/ones of the spectrum set exactly, "
+        "Numerics (`symflow.numerics.exact`): exact zeros/ones of the spectrum set exactly, "
         "state in log form, risk assembled from non-negative per-direction terms.", ""])
 
 

@@ -1,7 +1,7 @@
 """Symbolic derivation of the high-dimensional limit (MATH.md section 6).
 
-This module imports sympy; the runtime (``symflow.wachter``, ``symflow.highdim``) only uses
-the numpy kernels generated from :func:`kernels`.
+This module imports sympy; the runtime (``symflow.numerics.wachter``,
+``symflow.numerics.highdim``) only uses the numpy kernels generated from :func:`kernels`.
 
 Notation (MATH.md section 6): mu is the limiting spectral measure of Y_d (mass alpha),
 mu_ac its absolutely continuous part with density

@@ -22,7 +22,7 @@ from scipy.integrate import solve_ivp
 from symflow._io import atomic_write
 from symflow._validate import finite_float, time_grid
 from symflow.generated import limit_numpy as _k
-from symflow.wachter import (
+from symflow.numerics.wachter import (
     _alphas,
     _jtheta_prime,
     _overlap_k,
@@ -126,7 +126,7 @@ def limit(alpha, alpha_star, gamma, rtol=1e-10, method="auto", dps=None):
         the stiff long-horizon regime alpha < alpha* (see meta["method"]).
     dps : int >= 15, optional
         High precision: integrate the same generated right-hand side in mpmath
-        (``mpmath.odefun``) at ``dps`` digits (:func:`symflow.precision.limit_mp`).
+        (``mpmath.odefun``) at ``dps`` digits (:func:`symflow.numerics.precision.limit_mp`).
         The arrays of the result then hold ``mpmath.mpf``; accurate to about dps - 5
         digits for gamma <= 2 (slow: seconds per point at dps = 30).
 
@@ -186,7 +186,7 @@ def limit(alpha, alpha_star, gamma, rtol=1e-10, method="auto", dps=None):
 
 def _limit_dps(alpha, alpha_star, gamma, dps):
     from symflow._validate import positive_int
-    from symflow.precision import limit_mp
+    from symflow.numerics.precision import limit_mp
 
     dps = positive_int(dps, "dps", minimum=15)
     t0 = time.perf_counter()

@@ -255,7 +255,7 @@ class Model:
 
     # ---------------------------------------------------------------- kernels
     def _check(self, Q, M, P):
-        from symflow.kernels import _overlap_args
+        from symflow.numerics.kernels import _overlap_args
 
         Q, M, P = _overlap_args(Q, M, P)
         if Q.shape[-1] != self.m or P.shape[-1] != self.m_star:
@@ -286,7 +286,7 @@ class Model:
 
     def weight_grad(self, W, W_star):
         """Gradient of the population risk in weight space, shape of W (d, m)."""
-        from symflow.kernels import _pair
+        from symflow.numerics.kernels import _pair
 
         W, W_star = _pair(W, W_star)
         if W.shape[1] != self.m or W_star.shape[1] != self.m_star:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from symflow._validate import positive_int
-from symflow.kernels import _finite_overlaps, _pair
+from symflow.numerics.kernels import _finite_overlaps, _pair
 
 __all__ = ["monte_carlo_risk", "monte_carlo_risk_grad"]
 

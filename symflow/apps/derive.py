@@ -14,7 +14,7 @@ from pathlib import Path
 
 from symflow._io import atomic_write_text
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _model_entry(spec):

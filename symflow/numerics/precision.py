@@ -194,7 +194,7 @@ def exact_mp(W0, W_star, times, dps=30):
 
 
 def simulate_mp(W0, W_star, times, method="overlaps", dps=30, seed=None):
-    """High-precision counterpart of :func:`symflow.simulators` (``dps=`` there).
+    """High-precision counterpart of :func:`symflow.numerics.simulators` (``dps=`` there).
 
     Parameters
     ----------
@@ -221,7 +221,7 @@ def simulate_mp(W0, W_star, times, method="overlaps", dps=30, seed=None):
 
     from symflow import __version__
     from symflow._validate import positive_int
-    from symflow.simulators import Trajectory
+    from symflow.numerics.simulators import Trajectory
 
     dps = positive_int(dps, "dps", minimum=15)
     if method not in ("overlaps", "exact"):
@@ -230,7 +230,7 @@ def simulate_mp(W0, W_star, times, method="overlaps", dps=30, seed=None):
                 for A in (W0, W_star))
     d, m = W0a.shape
     if method == "exact":
-        from symflow.exact import _orthonormal_width
+        from symflow.numerics.exact import _orthonormal_width
 
         if _orthonormal_width(W0a, "W0") is None or _orthonormal_width(Wsa, "W_star") is None:
             raise ValueError('method="exact" needs an orthonormal start and teacher '
@@ -250,7 +250,7 @@ def simulate_mp(W0, W_star, times, method="overlaps", dps=30, seed=None):
 def limit_mp(alpha, alpha_star, gamma, dps=30):
     """High-dimensional limit (MATH.md section 6) in mpmath at ``dps`` digits.
 
-    Same state and generated right-hand side as :func:`symflow.highdim.limit`
+    Same state and generated right-hand side as :func:`symflow.numerics.highdim.limit`
     ((log F, log J), kernels of :mod:`symflow.generated.limit_mpmath`), integrated by
     ``mpmath.odefun``.
 

@@ -7,7 +7,7 @@ numbers) into the output directory.  Every file is written atomically (temporary
 then ``os.replace``), after all the data of the figure has been computed.
 
 Seeds: the instance of (figure, panel, d, repetition) is built by
-``symflow.run.make_instance(..., seed=s)`` with
+``symflow.apps.run.make_instance(..., seed=s)`` with
 ``s = SeedSequence(seed, spawn_key=(figure, panel, d, rep)).generate_state(1)[0]``;
 (Figures 2 and 3 share their runs, with figure = 2).  ``s`` is written to the CSV, so
 any single run can be redone with ``symflow run --seed s`` (same d, m, m*, init).
@@ -67,7 +67,7 @@ def instance_seed(seed, figure, panel, d, rep):
     -------
     int
         ``SeedSequence(seed, spawn_key=(figure, panel, d, rep)).generate_state(1)[0]``,
-        to be passed to :func:`symflow.run.make_instance`.
+        to be passed to :func:`symflow.apps.run.make_instance`.
     """
     ss = np.random.SeedSequence(seed, spawn_key=(figure, panel, d, rep))
     return int(ss.generate_state(1, dtype=np.uint64)[0])
@@ -83,7 +83,7 @@ def _gamma_grid(points):
 def _run(task):
     """One finite-d run (executed in a worker process); returns (task, result dict)."""
     from symflow import simulate
-    from symflow.run import make_instance
+    from symflow.apps.run import make_instance
 
     t0 = time.perf_counter()
     W0, Ws = make_instance(task["d"], task["m"], task["m_star"], task["init"], task["init"],
@@ -222,13 +222,13 @@ def _panel_title(a, s):
 
 def _spectrum(args):
     """Eigenvalues of one Y_d (run in a worker process)."""
-    from symflow.wachter import sample_overlap_spectrum
+    from symflow.numerics.wachter import sample_overlap_spectrum
 
     return sample_overlap_spectrum(*args[:3], seed=args[3])
 
 
 def _figure1(cfg, seed, reps, pool):
-    from symflow.wachter import wachter_atoms, wachter_density, wachter_edges
+    from symflow.numerics.wachter import wachter_atoms, wachter_density, wachter_edges
 
     d, a, s = cfg["fig1_d"], 0.3, 0.5
     edges = np.linspace(0.0, 1.0, 51)
@@ -546,7 +546,7 @@ def make_figures(figures=FIGURES, out="figures_out", quick=False, reps=None, see
     Figures 2-3 use ``method="exact"`` (orthonormal start and teacher) with
     ``rtol = 1e-5`` (error ~1e-6 against rtol = 1e-10, invisible in the plots); Figures 4
     and 5 use ``method="overlaps"`` (rtol 1e-6 and 1e-10); the d = inf curves come from
-    :func:`symflow.limit` (module symflow.highdim).  Source: MATH.md section 8.
+    :func:`symflow.limit` (module symflow.numerics.highdim).  Source: MATH.md section 8.
     """
     from symflow import __version__
 

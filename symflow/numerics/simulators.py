@@ -19,7 +19,7 @@ from scipy.integrate import solve_ivp
 from symflow._io import atomic_write
 from symflow._validate import finite_float, time_grid
 from symflow.generated import quadratic_numpy as _gen
-from symflow.kernels import _pair
+from symflow.numerics.kernels import _pair
 
 __all__ = ["Trajectory", "simulate", "METHODS"]
 
@@ -260,7 +260,7 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
         Show a tqdm progress bar when the run takes more than a second.
     dps : int, optional
         High precision (mpmath) for ``method="overlaps"`` or ``"exact"``; see
-        :func:`symflow.precision.simulate_mp`.
+        :func:`symflow.numerics.precision.simulate_mp`.
     model : symflow.Model, optional
         A general model (activations, weights, noise, weight decay); default: the
         paper's quadratic model.  Methods "overlaps", "weights", "gd".
@@ -314,7 +314,7 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
         if method != "overlaps":
             raise ValueError(f'lr (online SGD limit) needs method="overlaps", got {method!r}')
     if dps is not None:
-        from symflow.precision import simulate_mp
+        from symflow.numerics.precision import simulate_mp
 
         return simulate_mp(W0, W_star, times, method=method, dps=dps, seed=seed)
     from symflow import __version__
@@ -331,7 +331,7 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
     tick = _Tick(_progress(times[-1], progress))
     try:
         if method == "exact":
-            from symflow.exact import exact_flow
+            from symflow.numerics.exact import exact_flow
 
             r = exact_flow(W0, W_star, times, rtol=rtol, atol=atol)
             return Trajectory(t=times, gamma=times / d, risk=r["risk"], phi=r["phi"],

@@ -40,9 +40,9 @@ _seed = _int_at_least(0, "a non-negative integer seed")
 def _cmd_risk(args):
     import numpy as np
 
-    from symflow.init import gaussian
-    from symflow.kernels import risk
-    from symflow.montecarlo import monte_carlo_risk
+    from symflow.numerics.init import gaussian
+    from symflow.numerics.kernels import risk
+    from symflow.numerics.montecarlo import monte_carlo_risk
 
     if args.samples < 2:
         raise CLIError(f"--samples must be >= 2, got {args.samples}")
@@ -67,7 +67,7 @@ def _cmd_risk(args):
 
 
 def _cmd_run(args):
-    from symflow.run import run_job
+    from symflow.apps.run import run_job
 
     if args.lr is not None and not args.sgd:
         raise CLIError("--lr is the learning rate of --sgd; add --sgd or drop --lr")
@@ -100,7 +100,7 @@ def _cmd_limit(args):
 
     import numpy as np
 
-    from symflow.highdim import limit
+    from symflow.numerics.highdim import limit
 
     if args.points < 2:
         raise CLIError(f"--points must be >= 2, got {args.points}")
@@ -126,7 +126,7 @@ def _cmd_limit(args):
 
 
 def _cmd_check(args):
-    from symflow.check import format_table, run_checks, to_json
+    from symflow.apps.check import format_table, run_checks, to_json
 
     res = run_checks(dps=args.dps, quick=args.quick)
     print(to_json(res) if args.json else format_table(res))
@@ -136,7 +136,7 @@ def _cmd_check(args):
 def _cmd_derive(args):
     from pathlib import Path
 
-    from symflow import derive
+    from symflow.apps import derive
 
     if args.check:
         if args.out and not Path(args.out).is_dir():
@@ -195,7 +195,7 @@ def build_parser():
     r.add_argument("--samples", type=int, default=200_000, help="Monte Carlo samples (>= 2)")
     r.add_argument("--json", action="store_true", help="print the result as JSON")
     r.set_defaults(func=_cmd_risk)
-    from symflow.run import INITS
+    from symflow.apps.run import INITS
 
     r = add("run", help="main job: one gradient-flow run (paper Fig. 2/3, top panel)",
             description="One seeded run of the gradient flow; writes OUT/trajectory.csv "
@@ -261,7 +261,7 @@ def build_parser():
     r.set_defaults(func=_cmd_derive)
 
     try:
-        from symflow.figures import add_cli as _figures_cli
+        from symflow.apps.figures import add_cli as _figures_cli
     except ImportError:  # pragma: no cover - figures module optional while developing
         _figures_cli = None
     if _figures_cli is not None:

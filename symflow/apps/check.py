@@ -92,7 +92,7 @@ def _check_limit_kernels(quick, dps):
 
     from symflow.generated import limit_mpmath as KM
     from symflow.generated import limit_numpy as KN
-    from symflow.wachter import wachter_edges
+    from symflow.numerics.wachter import wachter_edges
 
     rng = np.random.default_rng(7)
     n = 20 if quick else 100
@@ -126,7 +126,7 @@ def _check_theta_prime_quad(quick, dps):
     """Theta'(x) closed form (float path) vs mpmath.quad of the Wachter density."""
     import mpmath
 
-    from symflow.wachter import theta_prime, wachter_edges
+    from symflow.numerics.wachter import theta_prime, wachter_edges
 
     cases = [(0.5, 0.25), (0.5, 0.5), (0.25, 0.5), (0.7, 0.6)]
     if not quick:
@@ -150,7 +150,7 @@ def _check_isserlis(quick, dps):
     """E[(x^T A x)^2] = (tr A)^2 + 2 tr(A^2) exactly in rationals (x ~ N(0, I))."""
     import sympy as sp
 
-    from symflow.moments import expect
+    from symflow.engine.moments import expect
 
     rng = np.random.default_rng(11)
     worst = 0
@@ -171,15 +171,15 @@ def _check_isserlis(quick, dps):
 
 # ------------------------------------------------------------------------- solvers
 def _instance(d, m, ms, seed):
-    from symflow.init import orthonormal
+    from symflow.numerics.init import orthonormal
 
     return orthonormal(d, m, seed=seed), orthonormal(d, ms, seed=seed + 1)
 
 
 def _check_overlaps_solver(quick, dps):
     """simulate(method="overlaps", rtol=1e-13) vs the mpmath overlap solver (phi, chi, risk)."""
-    from symflow.precision import overlaps_mp
-    from symflow.simulators import simulate
+    from symflow.numerics.precision import overlaps_mp
+    from symflow.numerics.simulators import simulate
 
     d, m, ms = (6, 2, 1) if quick else (8, 3, 2)
     W0, Ws = _instance(d, m, ms, 3)
@@ -193,8 +193,8 @@ def _check_overlaps_solver(quick, dps):
 
 def _check_exact_solver(quick, dps):
     """simulate(method="exact", rtol=1e-13) vs the mpmath exact reduction (phi, chi, risk)."""
-    from symflow.precision import exact_mp
-    from symflow.simulators import simulate
+    from symflow.numerics.precision import exact_mp
+    from symflow.numerics.simulators import simulate
 
     d, m, ms = (6, 2, 1) if quick else (10, 4, 3)
     W0, Ws = _instance(d, m, ms, 5)
@@ -212,7 +212,7 @@ def _limit_cases(quick):
 
 def _check_limit_solver(quick, dps):
     """limit(rtol=1e-13) vs limit(dps=...) (mpmath.odefun), phi and chi."""
-    from symflow.highdim import limit
+    from symflow.numerics.highdim import limit
 
     g = [0.0, 0.5] if quick else [0.0, 0.5, 1.0, 2.0]
     err = 0.0
@@ -229,7 +229,7 @@ def _check_limit_mp_digits(quick, dps):
     """mpmath limit at dps vs dps + 10 (its own accuracy): error <= 10^-(dps - 5), gamma = 1."""
     import mpmath
 
-    from symflow.precision import limit_mp
+    from symflow.numerics.precision import limit_mp
 
     err = mpmath.mpf(0)
     g = [0.25] if quick else [1.0]
@@ -252,7 +252,7 @@ _TABLE = {
 
 def _check_limit_table(quick, dps):
     """limit() vs the MATH.md reference table (phi, chi at gamma = 0.5, 1, 2)."""
-    from symflow.highdim import limit
+    from symflow.numerics.highdim import limit
 
     err = 0.0
     for (a, s), (phis, chis) in _TABLE.items():
@@ -268,8 +268,8 @@ def _check_finite_d_extrapolation(quick, dps):
     the error (finite-d corrections of linear statistics of the Jacobi ensemble are
     O(1/d), fluctuations O(1/d) too).
     """
-    from symflow.highdim import limit
-    from symflow.simulators import simulate
+    from symflow.numerics.highdim import limit
+    from symflow.numerics.simulators import simulate
 
     ds = [50, 100, 200] if quick else [200, 400, 800, 1600]
     reps = 2 if quick else 4

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from symflow import init as _init
 from symflow._io import atomic_write
 from symflow._validate import finite_float, positive_int
+from symflow.numerics import init as _init
 
 __all__ = ["make_instance", "run_job", "time_grid_gamma"]
 
@@ -168,9 +168,9 @@ def run_job(d=200, m=100, m_star=50, init="orthonormal", teacher="orthonormal", 
     Raises
     ------
     ValueError
-        Bad parameters (see :func:`symflow.simulators.simulate`).
+        Bad parameters (see :func:`symflow.numerics.simulators.simulate`).
     """
-    from symflow.simulators import simulate
+    from symflow.numerics.simulators import simulate
 
     d, m, m_star = (positive_int(v, n) for v, n in ((d, "d"), (m, "m"), (m_star, "m_star")))
     gam = time_grid_gamma(gamma_max, points)
@@ -178,7 +178,7 @@ def run_job(d=200, m=100, m_star=50, init="orthonormal", teacher="orthonormal", 
         raise ValueError(f"out {str(out)!r} exists and is not a directory")
     model = None
     if activation is not None or teacher_activation is not None or noise or weight_decay:
-        from symflow.model import Model
+        from symflow.numerics.model import Model
 
         model = Model(activation or "z**2", m, m_star, teacher_activation=teacher_activation,
                       noise=noise, weight_decay=weight_decay)

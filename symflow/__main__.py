@@ -1,0 +1,7 @@
+"""``python -m symflow``: the command-line interface."""
+
+import sys
+
+from symflow.apps.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Stage 5 of the pipeline: applications (run, figures, check, derive, CLI)."""

@@ -1,0 +1,1 @@
+"""Stage 1 of the pipeline: the Gaussian expectation engine (Isserlis/Wick, Stein, Price)."""

@@ -1,0 +1,1 @@
+"""Stage 4 of the pipeline: kernels, simulators, exact reduction, limit, precision path."""
