@@ -222,3 +222,23 @@ def test_alpha_range_and_dps_without_continuous_part():
     hi = limit(1.0, 1.0, [0.5], dps=20)
     lo = limit(1.0, 1.0, [0.5])
     assert abs(float(hi.phi[0]) - lo.phi[0]) < 1e-9 and abs(float(hi.chi[0]) - lo.chi[0]) < 1e-9
+
+
+def test_alpha_plus_alpha_star_one_grid():
+    """Regression (r2 = 1 edge): for alpha + alpha* = 1 the float path computed
+    r2 = 1 - 2.2e-16 and chi(0) was off by up to 1.5e-8.  Orthonormal start: chi(0) =
+    ||M||^2 / (||Q|| ||P||) = sqrt(m m*) / d = sqrt(alpha alpha*) exactly (MATH.md 4)."""
+    for k in range(1, 100):
+        a = k / 100
+        tr = limit(a, 1 - a, [0.0])
+        assert abs(tr.chi[0] - np.sqrt(a * (1 - a))) < 1e-14, a
+
+
+@pytest.mark.parametrize("a", [0.1, 0.2, 0.9])
+def test_alpha_plus_alpha_star_one_vs_mpmath(a):
+    """Regression: at (0.1, 0.9), (0.2, 0.8) phi was off by 1e-7 at gamma = 1 against the
+    mpmath path (which sets r2 = 1 exactly); both paths must agree to solver tolerance."""
+    ref = limit(a, 1 - a, [0.5], dps=20)
+    tr = limit(a, 1 - a, [0.5], rtol=1e-12)
+    assert abs(tr.phi[0] - float(ref.phi[0])) < 1e-9
+    assert abs(tr.chi[0] - float(ref.chi[0])) < 1e-9

@@ -120,15 +120,46 @@ def test_theta_prime_vs_mpmath(a, s):
         assert float(W.theta_prime(x, a, s)) == pytest.approx(ref, abs=1e-13, rel=1e-12)
 
 
+def mp_theta_of_logj(y, a, s):
+    """Theta(e^y - 1) = int log(1 - lam + e^y lam) dmu_ac by mpmath tanh-sinh at 40 digits;
+    at r2 = 1 in lam = 1 - w^2, which makes the (1 - lam)^{-1/2} edge and the feature of
+    width e^y there smooth in w (independent of the QAWS rule of the package)."""
+    r1, r2 = ref_edges(a, s)
+    with mp.workdps(40):
+        mr1, mr2, ey = mp.mpf(r1), mp.mpf(r2), mp.exp(y)
+        if r2 < 1:
+            def f(l):
+                d1 = mp.sqrt(l - mr1) / l if r1 else 1 / mp.sqrt(l)
+                return d1 * mp.sqrt(mr2 - l) / (1 - l) / (2 * mp.pi) * mp.log(1 - l + ey * l)
+            return float(mp.quad(f, [mr1, (mr1 + mr2) / 2, mr2]))
+
+        def g(w):
+            l = 1 - w * w
+            d1 = mp.sqrt(max(l - mr1, 0)) / l if r1 else 1 / mp.sqrt(max(l, mp.mpf(10) ** -80))
+            return d1 / mp.pi * mp.log(w * w + ey * l)
+        top = mp.sqrt(1 - mr1)
+        pts = {mp.mpf(0), top / 2, top} | ({mp.exp(y / 2), mp.exp(y / 4)} if y < 0 else set())
+        return float(mp.quad(g, sorted(p for p in pts if p <= top)))
+
+
 @pytest.mark.parametrize("a,s", CASES)
-def test_theta_vs_quadrature(a, s):
-    """Theta (quad of closed-form Theta' in log J) vs QAWS of log(1 + x lam) dmu_ac."""
+def test_theta_vs_mpmath(a, s):
+    """theta / theta_of_logj (QAWS quadrature) vs mpmath at 40 digits, x in (-1, 1e12]."""
+    r1, r2 = ref_edges(a, s)
     for x in [0.0, 0.5, 3.0, 1e3, 1e12, -0.5]:
-        ref = quad_mu(lambda lam: math.log1p(x * lam), a, s)
-        assert float(W.theta(x, a, s)) == pytest.approx(ref, abs=2e-12, rel=1e-12), x
-    if a == s == 0.5:
-        ref = mp_mu(lambda lam: mp.log(1 + 7 * lam), a, s)
-        assert float(W.theta(7.0, a, s)) == pytest.approx(ref, abs=1e-13)
+        ref = 0.0 if r2 - r1 < 1e-14 else mp_theta_of_logj(math.log1p(x), a, s)
+        assert float(W.theta(x, a, s)) == pytest.approx(ref, abs=2e-13, rel=1e-12), x
+
+
+@pytest.mark.parametrize("a,s", [(0.5, 0.25), (0.5, 0.5), (0.3, 0.7), (0.25, 0.25),
+                                 (0.9, 0.95)])
+def test_theta_of_logj_extreme_arguments(a, s):
+    """Regression: theta_of_logj gave -5.68 instead of -0.2158 at y = -400 and NaN at
+    y = -710 (closed form of J Theta'(J - 1) overflowing at u = 1/J > 1e150)."""
+    ys = np.array([-710.0, -400.0, -40.0, -10.0, 10.0, 1e3, 1.6e4])
+    got = W.theta_of_logj(ys, a, s)
+    for y, v in zip(ys, got):
+        assert v == pytest.approx(mp_theta_of_logj(y, a, s), abs=1e-13 * (1 + abs(y))), y
 
 
 @pytest.mark.parametrize("a,s", CASES)
