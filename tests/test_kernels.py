@@ -50,9 +50,16 @@ def test_grad_vs_finite_differences(d, m, ms):
 
 
 def test_risk_matches_weight_space_closed_form():
+    """Generated overlap kernel (derived by the Isserlis engine) vs the weight-space
+    closed form of MATH.md section 2, typed here; the overlap path has an absolute
+    round-off floor of a few eps * (||Q||_F + ||P||_F)^2."""
     W, Ws = _instance(7, 3, 5, seed=5)
     A = W @ W.T - Ws @ Ws.T
-    assert np.isclose(risk(W, Ws), 0.5 * np.sum(A * A) + 0.25 * np.trace(A) ** 2, rtol=1e-13)
+    ref = 0.5 * np.sum(A * A) + 0.25 * np.trace(A) ** 2
+    Q, M, P = W.T @ W, W.T @ Ws, Ws.T @ Ws
+    floor = 16 * np.finfo(float).eps * (np.linalg.norm(Q) + np.linalg.norm(P)) ** 2
+    assert abs(risk_from_overlaps(Q, M, P) - ref) <= 1e-14 * ref + floor
+    assert np.isclose(risk(W, Ws), ref, rtol=1e-13)
     g = (2 * A + np.trace(A) * np.eye(7)) @ W
     assert np.allclose(risk_grad(W, Ws), g, rtol=1e-12, atol=1e-15)
 
@@ -155,3 +162,25 @@ def test_complex_string_and_overflowing_inputs_rejected():
         risk_grad(W * 1e200, Ws)
     with pytest.raises(ValueError, match="too large"):
         monte_carlo_risk(W * 1e200, Ws, 10)
+
+
+@pytest.mark.parametrize("d, m", [(20, 5), (8, 6), (30, 1)])
+def test_risk_from_weights_has_no_cancellation_floor(d, m):
+    """Regression: risk(W, W*) with W* = 1e3 N(0,1), W = W* + 1e-6 noise gave 0.0078 for a
+    true 0.00015 (formed from overlaps, floor ~1e-16 ||P||^2 ~ 1e-2).  Reference: with
+    D = W - W* (exact in floating point, Sterbenz), Z - Z* = D W^T + W* D^T has entries
+    accurate to eps |W| |D|; the package's error is bounded by ~(m + m*) eps max|W|^2 per
+    entry of Z - Z*, i.e. relative ~1e-6 here."""
+    rng = np.random.default_rng(d)
+    Ws = 1e3 * rng.standard_normal((d, m))
+    W = Ws + 1e-6 * rng.standard_normal((d, m))
+    D = W - Ws
+    A = D @ W.T + Ws @ D.T
+    ref = 0.25 * (np.trace(A) ** 2 + 2 * np.sum(A * A))
+    bound = 2 * m * np.finfo(float).eps * np.max(np.abs(W)) ** 2 * d
+    got = risk(W, Ws)
+    assert abs(got - ref) <= 4 * bound * np.sqrt(ref) + 1e-12 * ref
+    from symflow.numerics.kernels import weights_risk_dist
+
+    _, dist = weights_risk_dist(W, Ws)
+    assert abs(dist - np.linalg.norm(A)) <= 4 * bound

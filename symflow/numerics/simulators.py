@@ -10,18 +10,16 @@ integrated with the state, ``chi = ||M||_F^2 / (||Q||_F ||P||_F)`` and
 from __future__ import annotations
 
 import json
-import types
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.integrate import solve_ivp
 
 from symflow._io import atomic_write
 from symflow._validate import finite_float, time_grid
 from symflow.generated import quadratic_numpy as _gen
-from symflow.numerics.kernels import _pair
+from symflow.numerics.kernels import _pair, weights_risk_dist
 
-__all__ = ["Trajectory", "simulate", "METHODS"]
+__all__ = ["Trajectory", "simulate", "METHODS", "SOLVERS", "Diverged"]
 
 METHODS = ("overlaps", "weights", "exact", "gd")
 
@@ -135,24 +133,120 @@ class _Tick:
             self.bar.close()
 
 
-def _integrate(rhs, y0, t, solver, rtol, atol, tick):
+SOLVERS = ("auto", "RK23", "RK45", "DOP853", "Radau", "BDF", "LSODA")
+IMPLICIT_MAX_STATE = 2000  # auto: dense finite-difference Jacobians up to this state size
+_STIFF_NFEV = 4000  # auto: after this many evaluations, ...
+_STIFF_PROJECTED = 1e5  # ... switch when the explicit method projects more than this many
+
+
+class Diverged(FloatingPointError):
+    """The integrated flow left every finite scale (blow-up); carries the time ``t``."""
+
+    def __init__(self, message, t):
+        super().__init__(message)
+        self.t = t
+
+
+def _solver_class(name):
+    import scipy.integrate as si
+
+    return getattr(si, name)
+
+
+def _integrate(rhs, y0, t, solver, rtol, atol, tick, diverged_hint, scale):
+    """Integrate ``y' = rhs(s, y)`` from 0 and return ``(Y (n_state, n_t), stats)``.
+
+    ``solver="auto"``: DOP853 (explicit, 8th order) while the problem is not stiff; when,
+    after ``_STIFF_NFEV`` evaluations, the current step size projects more than
+    ``_STIFF_PROJECTED`` further evaluations to the horizon (the signature of stiffness:
+    the step is limited by stability, not accuracy), the run continues from the current
+    state with LSODA (ODEPACK; BDF with a finite-difference Jacobian), provided the
+    state has at most ``IMPLICIT_MAX_STATE`` entries.  ``stats["solver"]`` names what
+    ran (e.g. ``"DOP853 -> LSODA at t=12.5"``), with nfev / njev / nlu summed.
+
+    The last entry of the state is the running integral phi.  A non-finite right-hand
+    side, or a state entry (phi excluded) 1e10 times larger than ``scale``, raises
+    :class:`Diverged` ("diverged near t = ..." plus ``diverged_hint``): a gradient flow
+    of the population risk stays in a sublevel set, so only a drift that is not a
+    gradient (online SGD) can get there.
+    """
+    y0 = np.asarray(y0, dtype=float)
+    stats = {"solver": solver, "nfev": 0, "njev": 0, "nlu": 0}
+    if t[-1] == 0:  # only the initial time requested
+        return y0[:, None].copy(), stats
+    limit = 1e10 * max(scale, 1e-300)
+
+    def diverged(s):
+        return Diverged(f"the flow diverged near t = {s:.6g}{diverged_hint}", s)
+
     def f(s, y):
         tick(s)
-        return rhs(s, y)
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = rhs(s, y)
+        if not np.all(np.isfinite(out)):
+            raise diverged(s)
+        return out
 
-    if t[-1] == 0:  # only the initial time requested
-        return types.SimpleNamespace(y=np.asarray(y0, dtype=float)[:, None], nfev=0)
-    sol = solve_ivp(f, (0.0, float(t[-1])), y0, method=solver, t_eval=t, rtol=rtol, atol=atol)
-    if not sol.success:
-        raise RuntimeError(f"solve_ivp failed ({solver}): {sol.message}")
-    return sol
+    out = np.empty((y0.size, t.size))
+    out[:, t == 0] = y0[:, None]
+    names = ["DOP853" if solver == "auto" else solver]
+    s0, y, k = 0.0, y0, int(np.searchsorted(t, 0.0, side="right"))
+    while True:
+        method = names[-1]
+        st = _solver_class(method)(f, s0, y, float(t[-1]), rtol=rtol, atol=atol)
+        switch = solver == "auto" and method == "DOP853" and y0.size <= IMPLICIT_MAX_STATE
+        while st.status == "running":
+            t_old = st.t
+            msg = st.step()
+            if np.max(np.abs(st.y[:-1])) > limit:  # the last entry, phi, grows with t
+                raise diverged(st.t)
+            if st.status == "failed":
+                raise RuntimeError(f"{method} failed near t = {st.t:.6g}: {msg}")
+            j = int(np.searchsorted(t, st.t, side="right"))
+            if j > k:
+                dense = st.dense_output()
+                out[:, k:j] = dense(t[k:j]).reshape(y0.size, j - k)
+                k = j
+            if switch and st.nfev > _STIFF_NFEV and st.t < t[-1]:
+                h = st.t - t_old
+                if h > 0 and 12.0 * (t[-1] - st.t) / h > _STIFF_PROJECTED:
+                    break
+        for key in ("nfev", "njev", "nlu"):
+            stats[key] += int(getattr(st, key, 0) or 0)
+        if st.status != "running":
+            break
+        s0, y = st.t, st.y.copy()
+        names.append("LSODA")
+        stats["switch_t"] = float(s0)
+    stats["solver"] = names[0] if len(names) == 1 else \
+        f"{names[0]} -> {names[1]} at t={stats['switch_t']:.6g}"
+    return out, stats
 
 
-def _run_overlaps(W0, Ws, t, solver, rtol, atol, tick, flow=_gen.overlap_flow):
+def default_atol(rtol, blocks):
+    """Absolute tolerances scaled to the state, one value per entry.
+
+    ``blocks``: list of ``(size, scale)``; entries of a block get ``1e-3 * rtol * scale``
+    (``scale`` is the magnitude below which the block's relative accuracy does not
+    matter, e.g. min(|Q(0)|, |P|) for Q: a start of scale 1e-60 is resolved, regression
+    of issue 17 item 3).  Scales of 0 fall back to 1e-300.
+    """
+    return np.concatenate([np.full(n, 1e-3 * rtol * max(float(sc), 1e-300)) for n, sc in blocks])
+
+
+def _amax(A):
+    return float(np.max(np.abs(A))) if np.size(A) else 0.0
+
+
+def _run_overlaps(W0, Ws, t, solver, rtol, atol, tick, flow=_gen.overlap_flow, hint=""):
     m, ms = W0.shape[1], Ws.shape[1]
     Q0, M0, P = W0.T @ W0, W0.T @ Ws, Ws.T @ Ws
     trP = np.trace(P)
     nq = m * m
+    if atol is None:
+        q, pp = _amax(Q0), _amax(P)
+        atol = default_atol(rtol, [(nq, min(q, pp)), (m * ms, np.sqrt(q * pp)),
+                                   (1, np.trace(Q0) + trP)])
 
     def rhs(_s, y):
         Q = y[:nq].reshape(m, m)
@@ -162,27 +256,32 @@ def _run_overlaps(W0, Ws, t, solver, rtol, atol, tick, flow=_gen.overlap_flow):
         return np.concatenate([dQ.ravel(), dM.ravel(), [np.trace(Q) - trP]])
 
     y0 = np.concatenate([Q0.ravel(), M0.ravel(), [0.0]])
-    sol = _integrate(rhs, y0, t, solver, rtol, atol, tick)
-    Y = sol.y.T
+    Y, stats = _integrate(rhs, y0, t, solver, rtol, atol, tick, hint,
+                          scale=max(_amax(Q0), _amax(P), abs(np.trace(Q0) - trP)))
+    Y = Y.T
     Q = Y[:, :nq].reshape(-1, m, m)
     Q = 0.5 * (Q + np.swapaxes(Q, -1, -2))
     M = Y[:, nq:-1].reshape(-1, m, ms)
-    return Q, M, Y[:, -1], sol.nfev
+    return Q, M, Y[:, -1], None, stats, atol
 
 
-def _run_weights(W0, Ws, t, solver, rtol, atol, tick, kern=_gen):
+def _run_weights(W0, Ws, t, solver, rtol, atol, tick, kern=_gen, hint=""):
     d, m = W0.shape
     n = d * m
     sq = np.sum(Ws * Ws)
+    if atol is None:
+        atol = default_atol(rtol, [(n, min(_amax(W0), _amax(Ws))), (1, np.sum(W0 * W0) + sq)])
 
     def rhs(_s, y):
         W = y[:n].reshape(d, m)
         g = kern.weight_grad(W, Ws)
         return np.concatenate([-g.ravel(), [np.sum(W * W) - sq]])
 
-    sol = _integrate(rhs, np.concatenate([W0.ravel(), [0.0]]), t, solver, rtol, atol, tick)
-    Wt = sol.y[:n].T.reshape(-1, d, m)
-    return np.swapaxes(Wt, -1, -2) @ Wt, np.swapaxes(Wt, -1, -2) @ Ws, sol.y[-1], sol.nfev
+    Y, stats = _integrate(rhs, np.concatenate([W0.ravel(), [0.0]]), t, solver, rtol, atol,
+                          tick, hint, scale=max(_amax(W0), _amax(Ws), abs(np.sum(W0 * W0) - sq)))
+    Wt = Y[:n].T.reshape(-1, d, m)
+    WtT = np.swapaxes(Wt, -1, -2)
+    return WtT @ Wt, WtT @ Ws, Y[-1], Wt, stats, atol
 
 
 def _run_gd(W0, Ws, t, eta, tick, kern=_gen):
@@ -197,7 +296,7 @@ def _run_gd(W0, Ws, t, eta, tick, kern=_gen):
     W = W0.copy()
     sq = np.sum(Ws * Ws)
     P = Ws.T @ Ws
-    Qs, Ms, phis = [], [], []
+    Qs, Ms, Wts, phis = [], [], [], []
     phi, k = 0.0, 0
 
     def diverged():
@@ -223,12 +322,13 @@ def _run_gd(W0, Ws, t, eta, tick, kern=_gen):
                 raise diverged()
             Qs.append(Q)
             Ms.append(W.T @ Ws)
+            Wts.append(W)
             phis.append(phi)
-    return np.array(Qs), np.array(Ms), np.array(phis), steps
+    return np.array(Qs), np.array(Ms), np.array(phis), np.array(Wts), steps
 
 
 def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, atol=None,
-             eta=None, solver="DOP853", seed=None, progress=False, dps=None, model=None,
+             eta=None, solver="auto", seed=None, progress=False, dps=None, model=None,
              lr=None):
     """Simulate the gradient flow of the population risk from ``W0``.
 
@@ -248,12 +348,21 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
         ``"exact"``: Riccati reduction of MATH.md section 5 (orthonormal start and
         teacher only); ``"gd"``: explicit gradient descent with step ``eta``
         (t = eta * steps; times are rounded to the nearest step).
-    rtol, atol : float
-        Tolerances of ``scipy.integrate.solve_ivp`` (atol default ``rtol * 1e-3``).
+    rtol : float in (0, 0.1]
+        Relative tolerance of the ODE solver.
+    atol : float, optional
+        Absolute tolerance.  Default: scaled to the state, ``1e-3 * rtol * scale`` per
+        block with scale min(max|Q(0)|, max|P|) for Q, sqrt(max|Q(0)| max|P|) for M,
+        min(max|W0|, max|W*|) for W, tr Q(0) + tr P for phi, so that a small start
+        (e.g. W0 of scale 1e-60) is resolved rather than rounded to the saddle at 0.
     eta : float
         Step of ``method="gd"`` (required there, ignored elsewhere).
-    solver : str
-        ``solve_ivp`` method (default "DOP853").
+    solver : {"auto", "DOP853", "LSODA", "BDF", "Radau", "RK45", "RK23"}
+        ODE method (methods "overlaps", "weights").  "auto" (default): DOP853, switching
+        to LSODA (implicit, finite-difference Jacobian) when the run turns stiff, for
+        states of at most ``IMPLICIT_MAX_STATE`` entries (long horizons: e.g. gamma =
+        1e4 at d = 6 takes about a second instead of two minutes).  ``meta["solver"]``
+        names what ran.
     seed : int, optional
         Recorded in ``meta`` (the caller's seed of W0 / W_star), not used otherwise.
     progress : bool
@@ -278,6 +387,16 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
     ValueError
         Bad shapes, non-finite weights, bad times, unknown method, missing ``eta``,
         ``method="exact"`` with a non-orthonormal start or teacher.
+    Diverged (a FloatingPointError)
+        The flow blew up (e.g. online SGD with too large a learning rate); the message
+        gives the time, and nothing is returned.
+
+    Notes
+    -----
+    Risk and dist of the paper's model come from the weights for methods "weights" and
+    "gd" (:func:`symflow.numerics.kernels.weights_risk_dist`, relative accuracy);
+    from overlaps (methods "overlaps", general models) they have an absolute floor of
+    ~1e-16 ||P||_F^2 (risk) and ~1e-8 ||P||_F (dist).
 
     Source: MATH.md sections 3-5.
     """
@@ -291,13 +410,12 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if times[-1] > 1e6 * d:
         raise ValueError(f"horizon gamma = t/d = {times[-1] / d:.3g} is too long (at most 1e6)")
-    if solver not in ("RK23", "RK45", "DOP853", "Radau", "BDF", "LSODA"):
-        raise ValueError(f"solver must be a scipy solve_ivp method name (RK23, RK45, DOP853, "
-                         f"Radau, BDF, LSODA), got {solver!r}")
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
     if model is not None and not hasattr(model, "kernels"):
         raise TypeError(f"model must be a symflow.Model, got {type(model).__name__}")
     rtol = finite_float(rtol, "rtol", lo=0, lo_open=True, hi=0.1)
-    atol = rtol * 1e-3 if atol is None else finite_float(atol, "atol", lo=0, lo_open=True)
+    atol = None if atol is None else finite_float(atol, "atol", lo=0, lo_open=True)
     if method == "gd":
         if eta is None:
             raise ValueError('method="gd" needs the step eta (e.g. eta=1e-2)')
@@ -322,34 +440,49 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
     meta = dict(d=d, m=m, m_star=ms, method=method, rtol=rtol, atol=atol, solver=solver,
                 eta=eta, seed=seed, version=__version__,
                 model=repr(model) if model is not None else "quadratic (paper)", lr=lr)
+    hint = ""
     if lr is None:
         flow = kern.overlap_flow
     else:
+        hint = f" (gamma = {{:.6g}}): lr = {lr:g} is too large for online SGD here; use a " \
+               "smaller lr"
+
         def flow(Q, M, P):
             dQ, dM = kern.overlap_flow(Q, M, P)
             return lr * dQ + lr**2 * kern.sgd_term(Q, M, P), lr * dM
     tick = _Tick(_progress(times[-1], progress))
+    Wt = None
     try:
         if method == "exact":
             from symflow.numerics.exact import exact_flow
 
-            r = exact_flow(W0, W_star, times, rtol=rtol, atol=atol)
+            r = exact_flow(W0, W_star, times, rtol=rtol, atol=rtol * 1e-3 if atol is None
+                           else atol)
+            meta.update(solver="Radau", atol=rtol * 1e-3 if atol is None else atol)
             return Trajectory(t=times, gamma=times / d, risk=r["risk"], phi=r["phi"],
                               chi=r["chi"], dist=r["dist"], meta=meta)
-        if method == "overlaps":
-            Q, M, phi, nfev = _run_overlaps(W0, W_star, times, solver, rtol, atol, tick, flow)
-        elif method == "weights":
-            Q, M, phi, nfev = _run_weights(W0, W_star, times, solver, rtol, atol, tick, kern)
+        if method in ("overlaps", "weights"):
+            run = _run_overlaps if method == "overlaps" else _run_weights
+            try:
+                Q, M, phi, Wt, stats, atol_used = run(W0, W_star, times, solver, rtol, atol,
+                                                      tick, flow if method == "overlaps"
+                                                      else kern, hint)
+            except Diverged as exc:
+                raise Diverged(str(exc).format(exc.t / d), exc.t) from None
+            meta.update(stats)
+            if atol is None:
+                meta["atol"] = "state-scaled: min {:.3g}, max {:.3g}".format(
+                    float(np.min(atol_used)), float(np.max(atol_used)))
         else:
-            Q, M, phi, steps = _run_gd(W0, W_star, times, eta, tick, kern)
+            Q, M, phi, Wt, steps = _run_gd(W0, W_star, times, eta, tick, kern)
             times = steps * eta
-            meta.update(steps=int(steps[-1]))
-            nfev = int(steps[-1])
-        meta["nfev"] = int(nfev)
+            meta.update(steps=int(steps[-1]), nfev=int(steps[-1]), solver="gradient descent")
     finally:
         tick.close()
     P = W_star.T @ W_star
     risk, chi, dist = observables(Q, M, P, kern)
+    if Wt is not None and model is None:  # no cancellation: risk and dist from Z - Z*
+        risk, dist = weights_risk_dist(Wt, W_star)
     return Trajectory(t=times, gamma=times / d, risk=risk, phi=phi, chi=chi, dist=dist, Q=Q,
                       M=M, meta=meta)
 
