@@ -74,3 +74,20 @@ def time_grid(t, name="t"):
     if np.any(np.diff(arr) <= 0):
         raise ValueError(f"{name} must be strictly increasing")
     return arr
+
+
+def rng(seed, name="seed"):
+    """``numpy.random.default_rng(seed)`` with one error scheme for every public function.
+
+    Accepts None, a non-negative integer, a ``numpy.random.SeedSequence`` or a
+    ``numpy.random.Generator`` (returned as is).  TypeError for other types (bool, float,
+    str, ...), ValueError for a negative integer; both name ``name``.
+    """
+    if seed is None or isinstance(seed, (np.random.Generator, np.random.SeedSequence)):
+        return np.random.default_rng(seed)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"{name} must be None, a non-negative int, a SeedSequence or a numpy "
+                        f"Generator, got {seed!r} ({type(seed).__name__})")
+    if seed < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {seed}")
+    return np.random.default_rng(int(seed))

@@ -64,7 +64,7 @@ def test_run_general_model_and_sgd(tmp_path, capsys):
     (["run", "--lr", "0.1"], "--sgd"),
     (["run", "--eta", "0.1"], "--method gd"),
     (["run", "--activation", "z**3", "--method", "exact"], "--method overlaps"),
-    (["run", "--method", "gd", "--eta", "5", "--d", "20", "--m", "10", "--m-star", "5"],
+    (["run", "--method", "gd", "--eta", "500", "--d", "20", "--m", "10", "--m-star", "5"],
      "too coarse"),
 ])
 def test_run_option_misuse(argv, msg, tmp_path, capsys):
@@ -103,3 +103,42 @@ def test_no_command_is_a_one_line_error(capsys):
     assert main([]) == 2
     err = capsys.readouterr().err
     assert err.startswith("symflow: error:") and len(err.strip().splitlines()) == 1
+
+
+def test_run_gd_with_default_grid(tmp_path, capsys):
+    """Regression: `symflow run --method gd` always exited 2 (the default log grid rounded
+    to repeated steps); the output times are now snapped to the step grid."""
+    out = tmp_path / "gd"
+    assert main(["run", "--method", "gd", "--d", "12", "--m", "4", "--m-star", "2",
+                 "--gamma-max", "0.5", "--out", str(out), "--json"]) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["method"] == "gd" and meta["solver"] == "gradient descent"
+    import numpy as np
+
+    t = np.loadtxt(out / "trajectory.csv", delimiter=",", skiprows=1)[:, 0]
+    steps = t / meta["eta"]
+    assert np.all(np.diff(t) > 0) and np.allclose(steps, np.rint(steps))
+
+
+@pytest.mark.parametrize("argv", [
+    ["limit", "--alpha", "0.5", "--alpha-star", "0.25", "--points", "100000000"],
+    ["risk", "--samples", "1000000000000"],
+    ["figures", "--reps", "10000000", "--figure", "6"],
+    ["run", "--rtol", "0"],
+    ["run", "--solver", "Euler"],
+])
+def test_caps_and_bad_options_exit_2(argv, capsys):
+    """Regression (issue 17 item 9): huge --points/--samples/--reps were accepted."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("symflow: error:")
+
+
+def test_run_records_tolerances_and_solver(tmp_path):
+    out = tmp_path / "r"
+    assert main(["run", "--d", "10", "--m", "3", "--m-star", "2", "--init", "gaussian",
+                 "--gamma-max", "0.5", "--points", "5", "--rtol", "1e-9", "--atol", "1e-15",
+                 "--solver", "LSODA", "--no-progress", "--out", str(out)]) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["solver"] == "LSODA" and meta["rtol"] == 1e-9 and meta["atol"] == 1e-15
+    assert meta["nfev"] > 0

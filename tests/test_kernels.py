@@ -184,3 +184,36 @@ def test_risk_from_weights_has_no_cancellation_floor(d, m):
 
     _, dist = weights_risk_dist(W, Ws)
     assert abs(dist - np.linalg.norm(A)) <= 4 * bound
+
+
+def test_adversarial_inputs_found_in_issue_17():
+    """Regressions: each of these once returned a silent wrong value or an internal error."""
+    import sympy as sp
+
+    from symflow import expect
+    from symflow.numerics import init
+    from symflow.numerics.wachter import wachter_density
+
+    rng = np.random.default_rng(3)
+    W, Ws = rng.standard_normal((6, 3)), rng.standard_normal((6, 2))
+    # Monte Carlo at scale 1e40: a finite standard error, scaled like the risk (c^4)
+    est, se = monte_carlo_risk(W * 1e40, Ws * 1e40, 2000, seed=1)
+    est1, se1 = monte_carlo_risk(W, Ws, 2000, seed=1)
+    assert np.isfinite(se) and np.isclose(est, est1 * 1e160) and np.isclose(se, se1 * 1e160)
+    with pytest.raises(ValueError, match="too large"):
+        monte_carlo_risk(W * 1e100, Ws, 100, seed=1)
+    # E[x^2000] = 1999!! C^1000 (no RecursionError)
+    x = sp.Symbol("x")
+    assert expect(x**2000, [x], sp.Matrix([[2]])) == sp.factorial2(1999) * 2**1000
+    with pytest.raises(ValueError, match="finite"):
+        wachter_density(np.nan, 0.5, 0.25)
+    Q = np.array([[1.0, 0.5], [0.1, 1.0]])
+    with pytest.raises(ValueError, match="symmetric"):
+        risk_from_overlaps(Q, np.zeros((2, 1)), np.eye(1))
+    # one error scheme for seeds: TypeError for a non-integer, ValueError for a negative
+    for f in (lambda s: init.gaussian(3, 2, seed=s),
+              lambda s: monte_carlo_risk(W, Ws, 10, seed=s)):
+        with pytest.raises(TypeError, match="seed"):
+            f(1.5)
+        with pytest.raises(ValueError, match="seed"):
+            f(-1)

@@ -242,3 +242,14 @@ def test_alpha_plus_alpha_star_one_vs_mpmath(a):
     tr = limit(a, 1 - a, [0.5], rtol=1e-12)
     assert abs(tr.phi[0] - float(ref.phi[0])) < 1e-9
     assert abs(tr.chi[0] - float(ref.chi[0])) < 1e-9
+
+
+def test_dps_solution_exposes_F_and_J():
+    """Regression: LimitTrajectory.F / .J raised TypeError for a dps= (mpmath) solution."""
+    import mpmath
+
+    hi = limit(0.5, 0.25, [0.0, 0.1], dps=16)
+    lo = limit(0.5, 0.25, [0.0, 0.1], rtol=1e-12)
+    assert isinstance(hi.F[1], mpmath.mpf) and isinstance(hi.J[1], mpmath.mpf)
+    np.testing.assert_allclose(np.array(hi.F, dtype=float), lo.F, rtol=1e-9)
+    np.testing.assert_allclose(np.array(hi.J, dtype=float), lo.J, rtol=1e-9)

@@ -34,6 +34,8 @@ def _int_at_least(minimum, what):
 
 
 _pos_int = _int_at_least(1, "a positive integer")
+MAX_SAMPLES = 10**9  # risk --samples: ~1 min per 1e8 samples at d = 20 (regression: 1e12)
+MAX_POINTS = 10**6  # limit --points (regression: 1e8 points took 12.6 GB)
 _seed = _int_at_least(0, "a non-negative integer seed")
 
 
@@ -44,8 +46,8 @@ def _cmd_risk(args):
     from symflow.numerics.kernels import risk
     from symflow.numerics.montecarlo import monte_carlo_risk
 
-    if args.samples < 2:
-        raise CLIError(f"--samples must be >= 2, got {args.samples}")
+    if not 2 <= args.samples <= MAX_SAMPLES:
+        raise CLIError(f"--samples must be in [2, {MAX_SAMPLES:.0e}], got {args.samples}")
     rng = np.random.default_rng(args.seed)
     s1, s2, s3 = (int(v) for v in rng.integers(0, 2**63 - 1, size=3))
     W = gaussian(args.d, args.m, seed=s1)
@@ -80,11 +82,12 @@ def _cmd_run(args):
 
     s = run_job(d=args.d, m=args.m, m_star=args.m_star, init=args.init, teacher=args.teacher,
                 seed=args.seed, gamma_max=args.gamma_max, points=args.points,
-                method=args.method, out=args.out, progress=not args.json,
+                method=args.method, out=args.out, progress=not (args.json or args.no_progress),
                 eta=1e-2 if args.eta is None else args.eta,
                 activation=args.activation, teacher_activation=args.teacher_activation,
                 noise=args.noise, weight_decay=args.weight_decay,
-                lr=(0.1 if args.lr is None else args.lr) if args.sgd else None)
+                lr=(0.1 if args.lr is None else args.lr) if args.sgd else None,
+                rtol=args.rtol, atol=args.atol, solver=args.solver)
     if args.json:
         print(json.dumps(s))
     else:
@@ -102,8 +105,8 @@ def _cmd_limit(args):
 
     from symflow.numerics.highdim import limit
 
-    if args.points < 2:
-        raise CLIError(f"--points must be >= 2, got {args.points}")
+    if not 2 <= args.points <= MAX_POINTS:
+        raise CLIError(f"--points must be in [2, {MAX_POINTS:.0e}], got {args.points}")
     gam = np.linspace(0.0, args.gamma_max, args.points)
     tr = limit(args.alpha, args.alpha_star, gam, rtol=args.rtol)
     out = {"alpha": args.alpha, "alpha_star": args.alpha_star, "gamma_max": args.gamma_max,
@@ -196,6 +199,7 @@ def build_parser():
     r.add_argument("--json", action="store_true", help="print the result as JSON")
     r.set_defaults(func=_cmd_risk)
     from symflow.apps.run import INITS
+    from symflow.numerics.simulators import SOLVERS
 
     r = add("run", help="main job: one gradient-flow run (paper Fig. 2/3, top panel)",
             description="One seeded run of the gradient flow; writes OUT/trajectory.csv "
@@ -226,6 +230,15 @@ def build_parser():
                    help="online-SGD limit (step lr/d, t = samples/d) instead of gradient flow")
     r.add_argument("--lr", type=_pos_float, default=None,
                    help="learning rate of --sgd (default 0.1; SGD step lr / d)")
+    r.add_argument("--rtol", type=_pos_float, default=1e-10,
+                   help="relative tolerance of the ODE solver")
+    r.add_argument("--atol", type=_pos_float, default=None,
+                   help="absolute tolerance (default: scaled to the state, 1e-3 * rtol * "
+                   "the scale of each block, so small starts are resolved)")
+    r.add_argument("--solver", choices=SOLVERS, default="auto",
+                   help="ODE method for --method overlaps/weights (auto: DOP853, switching to "
+                   "LSODA when the run turns stiff)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--out", default="symflow-run", help="output directory")
     r.add_argument("--json", action="store_true", help="print the summary as JSON")
     r.set_defaults(func=_cmd_run)

@@ -487,6 +487,9 @@ def _figure6(cfg):
 # --------------------------------------------------------------------------- API
 
 
+MAX_REPS = 1000  # each repetition is a full set of runs (regression: --reps 1e7 was accepted)
+
+
 def _check_args(figures, reps, seed, jobs):
     figs = sorted(set(int(f) for f in figures))
     if not figs:
@@ -494,8 +497,8 @@ def _check_args(figures, reps, seed, jobs):
     bad = [f for f in figs if f not in FIGURES]
     if bad:
         raise ValueError(f"figure numbers must be in 1..6, got {bad[0]}")
-    if reps is not None and (int(reps) != reps or reps < 1):
-        raise ValueError(f"reps must be a positive integer, got {reps!r}")
+    if reps is not None and (int(reps) != reps or reps < 1 or reps > MAX_REPS):
+        raise ValueError(f"reps must be an integer in [1, {MAX_REPS}], got {reps!r}")
     if int(seed) != seed or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if jobs is not None and (int(jobs) != jobs or jobs < 1):

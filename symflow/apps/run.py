@@ -15,6 +15,7 @@ import numpy as np
 
 from symflow._io import atomic_write
 from symflow._validate import finite_float, positive_int
+from symflow._validate import rng as _rng
 from symflow.numerics import init as _init
 
 __all__ = ["make_instance", "run_job", "time_grid_gamma"]
@@ -52,6 +53,7 @@ def make_instance(d, m, m_star, init="orthonormal", teacher="orthonormal", seed=
     for name, val in (("init", init), ("teacher", teacher)):
         if val not in INITS:
             raise ValueError(f"{name} must be one of {INITS}, got {val!r}")
+    _rng(seed, "seed")  # one error scheme for bad seeds (TypeError / ValueError)
     s_student, s_teacher = np.random.SeedSequence(seed).spawn(2)
 
     def build(kind, k, ss):
@@ -133,7 +135,7 @@ def plot_run(traj, path):
 def run_job(d=200, m=100, m_star=50, init="orthonormal", teacher="orthonormal", seed=0,
             gamma_max=10.0, points=400, method="auto", out="symflow-run", progress=True,
             rtol=1e-10, eta=1e-2, plot=True, activation=None, teacher_activation=None,
-            noise=0.0, weight_decay=0.0, lr=None):
+            noise=0.0, weight_decay=0.0, lr=None, atol=None, solver="auto"):
     """Run one simulation and write ``out``/trajectory.csv, meta.json and run.png.
 
     Parameters
@@ -153,7 +155,11 @@ def run_job(d=200, m=100, m_star=50, init="orthonormal", teacher="orthonormal", 
     out : path
         Output directory (created).
     eta : float
-        Step for method="gd".
+        Step for method="gd"; the output times are then rounded to the step grid
+        (duplicates dropped, so there may be fewer than ``points``).
+    rtol, atol, solver :
+        Passed to :func:`symflow.numerics.simulators.simulate` (atol None: scaled to the
+        state; solver "auto": DOP853 switching to LSODA when stiff).
     activation, teacher_activation : str, optional
         Polynomial activations for a general :class:`symflow.Model` (default: the
         paper's z**2 with no model object); ``noise``, ``weight_decay`` likewise.
@@ -190,7 +196,14 @@ def run_job(d=200, m=100, m_star=50, init="orthonormal", teacher="orthonormal", 
         method = "exact" if init == teacher == "orthonormal" and not general else "overlaps"
     W0, Ws = make_instance(d, m, m_star, init, teacher, seed)
     t0 = time.perf_counter()
-    traj = simulate(W0, Ws, gamma=gam, method=method, rtol=rtol,
+    if method == "gd":  # output times on the step grid (regression: the default log grid
+        # rounded to repeated steps, so `symflow run --method gd` always failed)
+        eta = finite_float(eta, "eta", lo=0, lo_open=True)
+        gam = np.unique(np.rint(gam * d / eta)) * eta / d
+        if gam.size < 2:
+            raise ValueError(f"eta={eta:g} is too coarse: the horizon t = {gamma_max * d:g} "
+                             "is less than one step of gradient descent")
+    traj = simulate(W0, Ws, gamma=gam, method=method, rtol=rtol, atol=atol, solver=solver,
                     eta=eta if method == "gd" else None, seed=seed, progress=progress,
                     model=model, lr=lr)
     elapsed = time.perf_counter() - t0

@@ -15,8 +15,6 @@ Source: MATH.md section 2 (Isserlis/Wick identities).
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import sympy as sp
 
 __all__ = ["expect", "monomial_moment"]
@@ -74,28 +72,48 @@ def monomial_moment(exponents, cov):
 
 
 def _moment_table(cov):
+    """Memoised E[x^k] for exponent vectors k, by Gaussian integration by parts.
+
+    Evaluated with an explicit stack (not recursion), so the degree is not limited by
+    Python's recursion limit (regression: E[x^2000] raised RecursionError).
+    """
     n = cov.shape[0]
     entries = [[cov[i, j] for j in range(n)] for i in range(n)]
+    cache = {}
 
-    @lru_cache(maxsize=None)
-    def mom(k):
-        total = sum(k)
-        if total == 0:
-            return sp.Integer(1)
-        if total % 2:
-            return sp.Integer(0)
+    def children(k):
         i = next(idx for idx, e in enumerate(k) if e)
         rest = list(k)
         rest[i] -= 1
-        acc = []
+        out = []
         for j in range(n):
             if rest[j] and entries[i][j] != 0:
                 sub = list(rest)
                 sub[j] -= 1
-                val = mom(tuple(sub))
-                if val != 0:
-                    acc.append(rest[j] * entries[i][j] * val)
-        return sp.expand(sp.Add(*acc))
+                out.append((rest[j] * entries[i][j], tuple(sub)))
+        return out
+
+    def mom(k):
+        k = tuple(k)
+        stack = [k]
+        while stack:
+            top = stack[-1]
+            if top in cache:
+                stack.pop()
+                continue
+            total = sum(top)
+            if total == 0 or total % 2:
+                cache[top] = sp.Integer(1 if total == 0 else 0)
+                stack.pop()
+                continue
+            kids = children(top)
+            missing = [c for _, c in kids if c not in cache]
+            if missing:
+                stack.extend(missing)
+                continue
+            cache[top] = sp.expand(sp.Add(*[w * cache[c] for w, c in kids if cache[c] != 0]))
+            stack.pop()
+        return cache[k]
 
     return mom
 

@@ -61,15 +61,15 @@ class LimitTrajectory:
 
     @property
     def F(self):
-        """F(gamma) = exp(log_F); may be inf for long horizons (use log_F)."""
-        with np.errstate(over="ignore"):
-            return np.exp(self.log_F)
+        """F(gamma) = exp(log_F); may be inf for long horizons (use log_F); mpmath numbers
+        for a ``dps`` solution."""
+        return _exp(self.log_F)
 
     @property
     def J(self):
-        """J(gamma) = G/F = exp(log_J); may be inf for long horizons (use log_J)."""
-        with np.errstate(over="ignore"):
-            return np.exp(self.log_J)
+        """J(gamma) = G/F = exp(log_J); may be inf for long horizons (use log_J); mpmath
+        numbers for a ``dps`` solution."""
+        return _exp(self.log_J)
 
     @property
     def chi_final(self):
@@ -86,6 +86,16 @@ class LimitTrajectory:
         atomic_write(path, lambda tmp: np.savetxt(tmp, data, delimiter=",", fmt="%.17g",
                                                   header="gamma,phi,chi,log_F,log_J",
                                                   comments=""))
+
+
+def _exp(a):
+    a = np.asarray(a)
+    if a.dtype == object:  # mpmath numbers (dps=): regression, np.exp raised TypeError
+        import mpmath
+
+        return np.array([mpmath.exp(v) for v in a.ravel()], dtype=object).reshape(a.shape)
+    with np.errstate(over="ignore"):
+        return np.exp(a)
 
 
 def _pieces(gamma, log_j, alpha, alpha_star, r1, r2, p):

@@ -11,17 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from symflow._validate import as_matrix, positive_int
+from symflow._validate import rng as _rng
 
 __all__ = ["orthonormal", "gaussian", "degenerate"]
-
-
-def _rng(seed):
-    try:
-        return np.random.default_rng(seed)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(
-            f"seed must be None, a non-negative int or a numpy Generator, got {seed!r}"
-        ) from exc
 
 
 def orthonormal(d, k, seed=None):

@@ -38,6 +38,11 @@ def _overlap_args(Q, M, P):
     if P.shape[-2:] != (ms, ms):
         raise ValueError(f"P must have shape (..., m_star, m_star) with m_star = M.shape[-1] = {ms}"
                          f", got {P.shape}")
+    for A, name in ((Q, "Q"), (P, "P")):  # regression: a non-symmetric Q was accepted
+        asym = np.max(np.abs(A - np.swapaxes(A, -1, -2)))
+        if asym > 1e-8 * max(float(np.max(np.abs(A))), 1e-300):
+            raise ValueError(f"{name} must be symmetric (an overlap matrix), got "
+                             f"max |{name} - {name}^T| = {asym:.3g}")
     try:
         np.broadcast_shapes(Q.shape[:-2], M.shape[:-2], P.shape[:-2])
     except ValueError as exc:

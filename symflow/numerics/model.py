@@ -282,7 +282,7 @@ class Model:
         lr = finite_float(lr, "lr", lo=0, lo_open=True)
         Q, M, P = self._check(Q, M, P)
         dQ, dM = self.kernels.overlap_flow(Q, M, P)
-        return lr * dQ + lr**2 * self.kernels.sgd_term(Q, M, P), lr * dM
+        return lr * dQ + lr * lr * self.kernels.sgd_term(Q, M, P), lr * dM
 
     def weight_grad(self, W, W_star):
         """Gradient of the population risk in weight space, shape of W (d, m)."""

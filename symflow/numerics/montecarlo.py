@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from symflow._validate import positive_int
+from symflow._validate import rng as _rng
 from symflow.numerics.kernels import _finite_overlaps, _pair
 
 __all__ = ["monte_carlo_risk", "monte_carlo_risk_grad"]
@@ -32,11 +33,16 @@ def _run(W, W_star, n_samples, seed, grad):
     W, W_star = _pair(W, W_star)
     _finite_overlaps(W, W_star)
     n = positive_int(n_samples, "n_samples", minimum=2)
-    try:
-        rng = np.random.default_rng(seed)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"seed must be None, a non-negative int or a numpy Generator, got "
-                         f"{seed!r}") from exc
+    rng = _rng(seed)
+    # the risk is homogeneous of degree 4 in (W, W*) (its gradient of degree 3): sample
+    # at unit scale, so that (f - f*)^2 cannot overflow (regression: W* 1e40 gave a NaN
+    # standard error), and scale back
+    scale = max(float(np.max(np.abs(W))), float(np.max(np.abs(W_star))), 1e-300)
+    W, W_star = W / scale, W_star / scale
+    power = scale ** (3 if grad else 4)
+    if not np.isfinite(power):
+        raise ValueError(f"W and W_star have entries too large ({scale:.3g}): the risk "
+                         "overflows double precision")
     d, m = W.shape
     shape = (d, m) if grad else ()
     s1 = np.zeros(shape)
@@ -56,7 +62,8 @@ def _run(W, W_star, n_samples, seed, grad):
             s2 += (v**2).sum()
     mean = s1 / n
     var = np.maximum(s2 / n - mean**2, 0.0) * n / (n - 1)
-    se = np.sqrt(var / n)
+    se = np.sqrt(var / n) * power
+    mean = mean * power
     if not grad:
         return float(mean), float(se)
     return mean, se

@@ -449,7 +449,7 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
 
         def flow(Q, M, P):
             dQ, dM = kern.overlap_flow(Q, M, P)
-            return lr * dQ + lr**2 * kern.sgd_term(Q, M, P), lr * dM
+            return lr * dQ + lr * lr * kern.sgd_term(Q, M, P), lr * dM
     tick = _Tick(_progress(times[-1], progress))
     Wt = None
     try:

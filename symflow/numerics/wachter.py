@@ -13,6 +13,7 @@ import numpy as np
 from scipy import integrate
 
 from symflow._validate import finite_float, positive_int
+from symflow._validate import rng as _rng
 from symflow.generated import limit_numpy as _k
 
 _U_MIN = 1e-300  # u = 1/J is clipped here; contributions below are O(sqrt(u))
@@ -121,6 +122,8 @@ def wachter_density(x, alpha, alpha_star):
     """
     r1, r2 = wachter_edges(alpha, alpha_star)
     x = np.asarray(x, dtype=float)
+    if not np.all(np.isfinite(x)):  # regression: NaN used to give density 0
+        raise ValueError("x must contain only finite values")
     inside = (x > r1) & (x < r2)
     if r2 <= r1:
         return np.zeros_like(x)
@@ -326,7 +329,7 @@ def sample_overlap_spectrum(d, alpha, alpha_star, seed=None):
     m, ms = round(a * d), round(s * d)
     if m < 1 or ms < 1:
         raise ValueError(f"d too small: m = round(alpha d) = {m}, m* = round(alpha* d) = {ms}")
-    rng = np.random.default_rng(seed)
+    rng = _rng(seed)
     # Rotation invariance: the spectrum of Y_d depends only on the relative position of
     # the two column spans, so fixing the wider one to coordinate vectors e_1..e_k and
     # drawing the narrower one Haar (QR of a Gaussian, sign-fixed) has the same law and
