@@ -40,7 +40,8 @@ __all__ = ["ModelSpec", "Block", "PAPER_MODEL", "derive_blocks", "risk_sum_expr"
            "chain_rule_flow"]
 
 # pair covariance variables
-x, y, z = sp.symbols("x y z", real=True)
+x, y = sp.symbols("x y", positive=True)
+z = sp.Symbol("z", real=True)
 _u, _v = sp.symbols("u v", real=True)
 _s = sp.Symbol("s", real=True)
 
@@ -99,7 +100,9 @@ class Block:
     row_weight: str
     col_weight: str
     phi: sp.Expr
-    monomials: tuple = field(default_factory=tuple)
+    monomials: tuple | None = field(default_factory=tuple)
+    coef: sp.Expr = sp.Integer(1)
+    pair: object = None  # PairFunctions for non-polynomial activations (monomials None)
 
 
 def pair_moment(sig1, sig2):
@@ -108,26 +111,149 @@ def pair_moment(sig1, sig2):
     return expect(sp.expand(sig1.subs(_s, _u) * sig2.subs(_s, _v)), [_u, _v], cov)
 
 
-def derive_blocks(spec: ModelSpec):
-    """Pair blocks of the risk of ``spec``: list of :class:`Block` (QQ, QM, PP, and W).
-
-    The 'W' block is the weight-decay term weight_decay/2 * sum_i Q_ii (one-body,
-    encoded as a pair block with col = None).
-    """
+def _block_parts(spec):
     ls = sp.sympify(spec.loss_scale)
-    parts = [
+    return [
         ("QQ", "Q", "Q", "Q", "a", "a", ls, spec.activation, spec.activation),
         ("QM", "Q", "P", "M", "a", "a_star", -2 * ls, spec.activation, spec.teacher_activation),
         ("PP", "P", "P", "P", "a_star", "a_star", ls, spec.teacher_activation,
          spec.teacher_activation),
     ]
+
+
+def derive_blocks(spec: ModelSpec, trace=None):
+    """Pair blocks of the risk of ``spec``: list of :class:`Block` (QQ, QM, PP).
+
+    Polynomial activations: pair moments by Isserlis, as monomials (``Block.monomials``).
+    Any other activation: the pair functions of :func:`pair_functions` (closed forms by
+    the rules of :mod:`symflow.engine.gaussian`, or Gauss-Hermite nodes for the numeric
+    family), in ``Block.pair`` with ``monomials = None``.
+    """
+    polynomial = all(activation_kind(a) == "polynomial"
+                     for a in (spec.activation, spec.teacher_activation))
     blocks = []
-    for name, row, col, cross, rw, cw, coef, s1, s2 in parts:
-        phi = pair_moment(s1, s2)
-        poly = sp.Poly(sp.expand(coef * phi), x, y, z)
-        monos = tuple((c, p, q, r) for (p, q, r), c in sorted(poly.terms()))
-        blocks.append(Block(name, row, col, cross, rw, cw, phi, monos))
+    for name, row, col, cross, rw, cw, coef, s1, s2 in _block_parts(spec):
+        if polynomial:
+            phi = pair_moment(s1, s2)
+            poly = sp.Poly(sp.expand(coef * phi), x, y, z)
+            monos = tuple((c, p, q, r) for (p, q, r), c in sorted(poly.terms()))
+            blocks.append(Block(name, row, col, cross, rw, cw, phi, monos, coef))
+        else:
+            pf = pair_functions(s1, s2, name, diagonal=row == col, trace=trace)
+            blocks.append(Block(name, row, col, cross, rw, cw, pf.phi, None, coef, pf))
     return blocks
+
+
+# ------------------------------------------------------------ general activations
+def activation_kind(act):
+    """'polynomial', 'closed' (sum of z^k {1, H, erf(a z)} terms: closed forms by rules)
+    or 'numeric' (tanh, sigmoid, softplus, callables: Gauss-Hermite-type quadrature)."""
+    from symflow.engine.activations import NotClosedForm, decompose
+
+    if not isinstance(act, sp.Expr):
+        return "numeric"
+    if act.is_polynomial(_s):
+        return "polynomial"
+    try:
+        decompose(act, _s)
+    except NotClosedForm:
+        return "numeric"
+    return "closed"
+
+
+@dataclass(frozen=True)
+class PairFunctions:
+    """Pair expectation phi(x, y, z) = E[s1(u) s2(v)], (u, v) ~ N(0, [[x, z], [z, y]]),
+    its partial derivatives by Price's theorem, and for diagonal blocks (i = j, the same
+    field twice) psi(x) = phi(x, x, x) with its derivative.
+
+    ``d_z = E[s1' s2']``, ``d_x = E[s1'' s2] / 2``, ``d_y = E[s1 s2''] / 2`` (Price: the
+    derivatives are expectations of derivatives, computed by the same engine, so no
+    cancelling singular terms appear at aligned units, where sympy's derivative of the
+    closed form has inf - inf).  ``numeric``: the expressions are calls of
+    ``gauss_pair_<block>(a, b, x, y, z)`` = E[s1^(a)(u) s2^(b)(v)] and
+    ``gauss_single_<block>(a, b, x)`` = E[s1^(a)(u) s2^(b)(u)], evaluated by quadrature;
+    ``derivatives`` then holds (s1, s1', s1''), (s2, s2', s2'') as sympy expressions in
+    ``_s`` (or callables).
+    """
+
+    phi: sp.Expr
+    d_x: sp.Expr
+    d_y: sp.Expr
+    d_z: sp.Expr
+    psi: sp.Expr | None
+    d_psi: sp.Expr | None
+    numeric: bool = False
+    derivatives: tuple = ()
+
+
+def pair_functions(s1, s2, name, diagonal, trace=None):
+    """Pair functions of the activations ``s1`` (row) and ``s2`` (column); see
+    :class:`PairFunctions`.  ``diagonal``: also derive psi (i = j terms)."""
+    kinds = {activation_kind(s1), activation_kind(s2)}
+    if "numeric" in kinds:
+        return _numeric_pair_functions(s1, s2, name, diagonal)
+    from symflow.engine.activations import decompose, derivative_terms
+    from symflow.engine.gaussian import pair_expectation
+
+    cov = sp.Matrix([[x, z], [z, y]])
+    t1, t2 = decompose(s1, _s), decompose(s2, _s)
+    d1, d2 = derivative_terms(t1), derivative_terms(t2)
+
+    def E(a, b):
+        return _tidy(pair_expectation(a, b, cov, trace))
+
+    phi = E(t1, t2)
+    d_z = E(d1, d2)
+    # Price: d/dx E[s1(u) s2(v)] = E[s1''(u) s2(v)] / 2; with Stein on u s1'(u) s2(v),
+    # E[u s1' s2] = x E[s1'' s2] + z E[s1' s2'], so only first derivatives are needed (a
+    # step activation's s'' = delta' is not): d_x = (E[u s1' s2] - z d_z) / (2 x)
+    d_x = _tidy((E(_times_z(d1), t2) - z * d_z) / (2 * x))
+    d_y = _tidy((E(t1, _times_z(d2)) - z * d_z) / (2 * y))
+    psi = d_psi = None
+    if diagonal:
+        psi = _tidy(phi.subs({y: x, z: x}, simultaneous=True))
+        d_psi = _tidy(sp.diff(psi, x))
+    return PairFunctions(phi, d_x, d_y, d_z, psi, d_psi)
+
+
+def _times_z(terms):
+    from symflow.engine.gaussian import Factor
+
+    return [(c, Factor(f.power + 1, f.shape, f.param)) for c, f in terms]
+
+
+def _tidy(e):
+    """Light simplification that keeps the derivation fast and the output deterministic."""
+    e = sp.sympify(e)
+    if e.has(sp.Integral):
+        return e
+    return sp.simplify(sp.expand(e))
+
+
+def _numeric_pair_functions(s1, s2, name, diagonal):
+    for act in (s1, s2):
+        if activation_kind(act) == "closed":
+            from symflow.engine.activations import decompose
+
+            if any(f.shape == "H" for _, f in decompose(act, _s)):
+                raise ValueError("a numeric activation (tanh, sigmoid, softplus, callable) "
+                                 "can be paired only with smooth activations (polynomials, "
+                                 f"erf, other numeric ones), not with the step-type {act}")
+    pair = sp.Function(f"gauss_pair_{name}")
+    single = sp.Function(f"gauss_single_{name}")
+    two = sp.Integer(2)
+    phi = pair(0, 0, x, y, z)
+    d_z = pair(1, 1, x, y, z)
+    d_x = pair(2, 0, x, y, z) / two
+    d_y = pair(0, 2, x, y, z) / two
+    psi = d_psi = None
+    if diagonal:
+        psi = single(0, 0, x)
+        d_psi = (single(2, 0, x) + 2 * single(1, 1, x) + single(0, 2, x)) / two
+    ders = tuple(tuple(sp.diff(a, _s, k) if isinstance(a, sp.Expr) else (a, k)
+                       for k in range(3)) for a in (s1, s2))
+    return PairFunctions(phi, d_x, d_y, d_z, psi, d_psi, True, ders)
 
 
 def constant_term(spec: ModelSpec):
