@@ -218,7 +218,8 @@ def test_hermite_basis_and_blocks():
     s = sp.Symbol("s", real=True)
     assert sp.expand(mod.spec.activation - (s**3 - 3 * s)) == 0
     # for unit variances E[He_3(u) He_3(v)] = 6 z^3 (Hermite orthogonality / Mehler)
-    x, y, zz = sp.symbols("x y z", real=True)
+    from symflow.derivation.model import x, y
+    from symflow.derivation.model import z as zz
     assert sp.expand(mod.pair_moments["QQ"].subs({x: 1, y: 1}) - 6 * zz**3) == 0
     assert derive_sgd_blocks(mod.spec)[0][0].phi != 0
 
