@@ -264,9 +264,9 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
     eta : float
         Step of ``method="gd"`` (required there, ignored elsewhere).
     solver : str, optional
-        ``solve_ivp`` method; default "DOP853" for "overlaps" and "weights", "LSODA"
-        (with the analytic Jacobian) for "exact".  ``meta["solver"]`` names the one that
-        ran.
+        ``solve_ivp`` method; default "DOP853" for "overlaps" and "weights"; for "exact"
+        "LSODA" (orthonormal start and teacher) or "BDF" (general), with the analytic
+        Jacobian.  ``meta["solver"]`` names the one that ran.
     seed : int, optional
         Recorded in ``meta`` (the caller's seed of W0 / W_star), not used otherwise.
     progress : bool
@@ -404,7 +404,8 @@ def simulate_batch(W0, W_star, t=None, *, gamma=None, method="exact", rtol=1e-10
         divided by ``sqrt(n)`` internally).
     solver : str, optional
         ``solve_ivp`` method; default: "BDF" for a joint exact solve of several
-        instances, "LSODA" for one, "DOP853" for the other methods.
+        instances and for general ones, "LSODA" for a single orthonormal one, "DOP853" for
+        the other methods.
     seeds : sequence of n ints, optional
         Recorded in the ``meta`` of each trajectory.
 
