@@ -561,7 +561,9 @@ class _General:
 
 def _general(W0, W_star, t, rtol, atol, solver):
     gs = _General(W0, W_star)
-    x0 = 0.25 / gs.mu[0] if gs.r else 1.0
+    # log-time scale: a tenth of the fastest teacher time 1 / (4 mu_max) (measured: ~20%
+    # fewer evaluations than 1 / (4 mu_max) itself, d = 20..200, rtol 1e-6..1e-10)
+    x0 = 0.025 / gs.mu[0] if gs.r else 1.0
     Y, stats = _solve(gs.rhs, gs.jac, np.zeros(gs.r + 1), t, x0,
                       _default_solver(solver, False), rtol, atol)
     vals = np.array([gs.stats(ti, yi) for ti, yi in zip(t, Y)]).reshape(t.size, 4)
