@@ -225,6 +225,22 @@ def test_orthogonal_start_stays_on_the_saddle_to_30d():
     _compare(ex, overlap_flow(W0, Ws, t, atol=1e-30), "orthogonal start", _floor("overlap", 3))
 
 
+@pytest.mark.slow
+def test_late_risk_at_m_equal_m_star_matches_mpmath():
+    """At m = m* the risk decays like e^{-4 t / m*}, below every double-precision reference
+    floor; the (u, eta) state keeps it to ~1e-12 relative down to 1e-17 (mpmath reduction
+    at 30 digits, which re-orthonormalises the input at that precision)."""
+    from symflow.numerics.precision import exact_mp
+
+    W0, Ws = orthonormal(6, 2, seed=0), orthonormal(6, 2, seed=1)
+    t = [10.0, 20.0]
+    mp = exact_mp(W0, Ws, t, dps=30)
+    ex = exact_flow(W0, Ws, t, rtol=1e-12)
+    assert ex["risk"][-1] < 1e-16
+    np.testing.assert_allclose(ex["risk"], np.array(mp["risk"], dtype=float), rtol=1e-10)
+    np.testing.assert_allclose(ex["phi"], np.array(mp["phi"], dtype=float), atol=1e-12)
+
+
 # -------------------------------------------------------------- long horizons (item 8)
 
 
