@@ -230,6 +230,23 @@ def _run_gd(W0, Ws, t, eta, tick, kern=_gen):
 _SOLVERS = ("RK23", "RK45", "DOP853", "Radau", "BDF", "LSODA")
 
 
+def _tolerances(rtol, atol, solver):
+    """Validated (rtol, atol) (atol default rtol * 1e-3); ValueError for an unknown solver."""
+    if solver is not None and solver not in _SOLVERS:
+        raise ValueError(f"solver must be a scipy solve_ivp method name (RK23, RK45, DOP853, "
+                         f"Radau, BDF, LSODA), got {solver!r}")
+    rtol = finite_float(rtol, "rtol", lo=0, lo_open=True, hi=0.1)
+    return rtol, rtol * 1e-3 if atol is None else finite_float(atol, "atol", lo=0, lo_open=True)
+
+
+def _meta(d, m, ms, method, rtol, atol, solver, seed, eta=None, model=None, lr=None):
+    from symflow import __version__
+
+    return dict(d=d, m=m, m_star=ms, method=method, rtol=rtol, atol=atol, solver=solver,
+                eta=eta, seed=seed, version=__version__,
+                model=repr(model) if model is not None else "quadratic (paper)", lr=lr)
+
+
 def _exact_meta(r):
     """Solver statistics and input diagnostics of an exact_flow result, for ``meta``."""
     return dict(solver=r["solver"], nfev=r["nfev"], njev=r["njev"], nlu=r["nlu"],
@@ -307,13 +324,9 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if times[-1] > 1e6 * d:
         raise ValueError(f"horizon gamma = t/d = {times[-1] / d:.3g} is too long (at most 1e6)")
-    if solver is not None and solver not in _SOLVERS:
-        raise ValueError(f"solver must be a scipy solve_ivp method name (RK23, RK45, DOP853, "
-                         f"Radau, BDF, LSODA), got {solver!r}")
+    rtol, atol = _tolerances(rtol, atol, solver)
     if model is not None and not hasattr(model, "kernels"):
         raise TypeError(f"model must be a symflow.Model, got {type(model).__name__}")
-    rtol = finite_float(rtol, "rtol", lo=0, lo_open=True, hi=0.1)
-    atol = rtol * 1e-3 if atol is None else finite_float(atol, "atol", lo=0, lo_open=True)
     if method == "gd":
         if eta is None:
             raise ValueError('method="gd" needs the step eta (e.g. eta=1e-2)')
@@ -333,13 +346,9 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
         from symflow.numerics.precision import simulate_mp
 
         return simulate_mp(*raw, times, method=method, dps=dps, seed=seed)
-    from symflow import __version__
-
     if solver is None and method != "exact":
         solver = "DOP853"
-    meta = dict(d=d, m=m, m_star=ms, method=method, rtol=rtol, atol=atol, solver=solver,
-                eta=eta, seed=seed, version=__version__,
-                model=repr(model) if model is not None else "quadratic (paper)", lr=lr)
+    meta = _meta(d, m, ms, method, rtol, atol, solver, seed, eta=eta, model=model, lr=lr)
     if lr is None:
         flow = kern.overlap_flow
     else:
@@ -428,7 +437,6 @@ def simulate_batch(W0, W_star, t=None, *, gamma=None, method="exact", rtol=1e-10
 
     Source: MATH.md sections 3-5.
     """
-    from symflow import __version__
     from symflow.numerics.exact import exact_flow_batch
 
     if method not in ("exact", "overlaps", "weights"):
@@ -465,18 +473,13 @@ def simulate_batch(W0, W_star, t=None, *, gamma=None, method="exact", rtol=1e-10
         for tr in out:
             tr.meta["batch"] = n
         return out
-    rtol = finite_float(rtol, "rtol", lo=0, lo_open=True, hi=0.1)
-    atol = rtol * 1e-3 if atol is None else finite_float(atol, "atol", lo=0, lo_open=True)
-    if solver is not None and solver not in _SOLVERS:
-        raise ValueError(f"solver must be a scipy solve_ivp method name (RK23, RK45, DOP853, "
-                         f"Radau, BDF, LSODA), got {solver!r}")
+    rtol, atol = _tolerances(rtol, atol, solver)
     res = exact_flow_batch(starts, teachers, x, scale=scale, rtol=rtol, atol=atol,
                            solver=solver)
     out = []
     for (a, b), r, sd, d in zip(pairs, res, seeds, ds):
-        meta = dict(d=a.shape[0], m=a.shape[1], m_star=b.shape[1], method="exact", rtol=rtol,
-                    atol=atol, eta=None, seed=sd, version=__version__,
-                    model="quadratic (paper)", lr=None, batch=n, **_exact_meta(r))
+        meta = dict(_meta(a.shape[0], a.shape[1], b.shape[1], "exact", rtol, atol, None, sd),
+                    batch=n, **_exact_meta(r))
         out.append(Trajectory(t=r["t"], gamma=r["t"] / d, risk=r["risk"], phi=r["phi"],
                               chi=r["chi"], dist=r["dist"], meta=meta))
     return out
