@@ -200,6 +200,17 @@ def test_tiny_eigenvalue_sweep_matches_overlaps(th):
     assert escaped == (th > 0), ex["chi"][-1]
 
 
+@pytest.mark.parametrize("th", [1e-4, 1e-6])
+def test_issue_reproducer_tiny_lambda_random_rotation(th):
+    """The issue's reproducer (random U): th = 1e-6 (lambda = 1e-12) took 51 s to t = 1 and
+    did not reach t = 5.  Now to t = 30 d, through the escape, as the overlap ODE."""
+    W0, Ws = _rotated(th)
+    t = np.linspace(0.0, 240.0, 25)
+    ex = exact_flow(W0, Ws, t, rtol=1e-12)
+    _compare(ex, overlap_flow(W0, Ws, t, atol=1e-30), f"random U th={th}",
+             _floor("overlap", 3))
+
+
 @pytest.mark.parametrize("th", [1e-4, 1e-6, 1e-8])
 def test_small_lambda_and_one_minus_lambda_to_relative_accuracy(th):
     """lambda = sin^2 and 1 - lambda = sin^2 of a random rotation, each to ~eps / sin."""
