@@ -441,7 +441,7 @@ class _General:
             order = np.concatenate([np.delete(order, bad[0]), [order[bad[0]]]])
             n_def += 1
         self.mu, self.n_t, self.m, self.r = mu[order], n_t, m, r
-        self.R = R[:n_t]
+        self.R = np.asfortranarray(R[:n_t])
         self.mask = np.triu(np.ones((n_t, r), dtype=bool))
         norms = np.linalg.norm(B[:, order[:n_t]], axis=0)
         self.min_pivot = float(np.min(piv[:n_t] / norms)) if n_t else 1.0
@@ -449,7 +449,8 @@ class _General:
         C = Y.T @ Y
         c2, V2 = np.linalg.eigh(C[n_t:, n_t:])
         c2[c2 <= m * _EPS * max(np.max(np.abs(c2), initial=0.0), 1e-300)] = 0.0
-        self.c2, self.C11, self.C12 = c2, C[:n_t, :n_t], C[:n_t, n_t:] @ V2
+        self.c2, self.C11 = c2, np.asfortranarray(C[:n_t, :n_t])
+        self.C12 = np.ascontiguousarray(C[:n_t, n_t:] @ V2)
         with np.errstate(divide="ignore"):
             self.log_c2 = np.log(c2)
         self.mu_all = np.concatenate([[0.0], self.mu])
@@ -482,13 +483,16 @@ class _General:
         delta = e0 + om0 * self.c2
         w = np.exp(0.5 * a0 - lr)
         ww = np.exp(a0 - top) if uniform else np.outer(w, w)
-        T = Tp * np.sqrt(-np.expm1(-aT))
-        # upper triangle of S (all dpotrf reads): T T^T by lauum on the triangular part
-        S = sla.lapack.dlauum(T[:, :nt], lower=0)[0] if nt else np.zeros((0, 0))
+        T = Tp * np.sqrt(-np.expm1(-aT))  # Fortran order, as R: no copies for LAPACK
+        # only the upper triangle of S is formed (all dpotrf reads): T T^T by lauum on the
+        # triangular part, the F_0 part om0 ww o (C11 - om0 C12 Delta^-1 C12^T) by syrk
+        S = sla.lapack.dlauum(T[:, :nt], lower=0)[0] if nt else np.zeros((0, 0), order="F")
         if self.r > nt:
-            S = S + T[:, nt:] @ T[:, nt:].T
-        Cs = self.C12 / np.sqrt(delta)
-        S += om0 * ww * (self.C11 - om0 * (Cs @ Cs.T))
+            S += T[:, nt:] @ T[:, nt:].T
+        S += om0 * ww * self.C11
+        Cw = (self.C12 / np.sqrt(delta)) * (w[0] if uniform and nt else w[:, None])
+        if Cw.size:
+            S = sla.blas.dsyrk(-om0**2, Cw.T, beta=1.0, c=S, trans=1, overwrite_c=1)
         S[np.diag_indices(nt)] += np.exp(-2.0 * lr)
         U, info = sla.lapack.dpotrf(S, lower=0, clean=1, overwrite_a=1)
         if info != 0:
