@@ -1,9 +1,10 @@
 """Benchmark of the data of Figures 2+3 (issue 7): symflow vs the reference algorithm.
 
-Run: python benchmarks/bench_figures.py [--quick] [--jobs J]
+Run: python benchmarks/bench_figures.py [--quick]
 
 symflow: exactly what ``symflow figures --figure 2 3`` computes (method="exact",
-rtol = 1e-6, d in {20, 40, 80, 200}, 3 panels, 5 repetitions, plus the d = inf limit).
+rtol = 1e-5, d in {20, 40, 80, 200}, 3 panels, 5 repetitions, all runs as one vectorised
+solve in one process, plus the d = inf limit).
 Reference: explicit gradient descent (method="gd", eta = 1e-2, 10 d / eta steps per run,
 as in the paper's code) on the same instances, single process.  Full gd runs are done
 at d = 20; for larger d a prefix of the steps is timed (about GD_TIME_BUDGET_S per
@@ -63,23 +64,20 @@ def _compare(task, res, grid):
     return gd
 
 
-def _symflow_data(tasks, grid, jobs):
+def _symflow_data(tasks, grid):
     t0 = time.perf_counter()
-    with figures._pool(jobs) as pool:
-        results = figures._run_all(tasks, pool, progress=False)
+    results = figures._run_batch(tasks)
     figures._limits(grid)
     return results, time.perf_counter() - t0
 
 
-def main(quick=False, jobs=None):
+def main(quick=False):
     cfg = figures._SETTINGS[quick]
     reps, ds, seed = cfg["reps"], cfg["d23"], 0
     grid = figures._gamma_grid(cfg["points"])
     tasks = figures._flow_tasks(2, ds, reps, seed, "orthonormal", "exact", cfg["points"])
-    jobs = jobs or 2
 
-    results1, sym_wall1 = _symflow_data(tasks, grid, 1)
-    _, sym_wall = _symflow_data(tasks, grid, jobs)
+    results1, sym_wall1 = _symflow_data(tasks, grid)
 
     print(f"Figures 2+3 data: {len(tasks)} runs (d in {list(ds)}, 3 panels, {reps} reps), "
           f"gamma in [{grid[0]:g}, {grid[-1]:g}], {grid.size} points; symflow method=exact "
@@ -104,17 +102,14 @@ def main(quick=False, jobs=None):
                   f"{gd['wall_full'] * len(same):>9.1f} {gd['steps']:>8}/{gd['total']:<8} "
                   f"{gd['err_phi']:>8.1e} {gd['err_chi']:>8.1e} {note}")
     print(f"(time columns: all {reps} repetitions of the row)")
-    print(f"symflow, Figures 2+3 data incl. d = inf limit: {sym_wall1:.2f} s on 1 process, "
-          f"{sym_wall:.2f} s on {jobs} processes (incl. worker start-up)")
+    print(f"symflow, Figures 2+3 data incl. d = inf limit: {sym_wall1:.2f} s on 1 process")
     print(f"reference gd (eta = {ETA}), same runs, 1 process: {gd_total:.0f} s "
           f"(= {gd_total / 3600:.2f} h; extrapolated from timed prefixes where noted)")
-    print(f"speed ratio gd / symflow: {gd_total / sym_wall1:.0f}x (1 process each), "
-          f"{gd_total / sym_wall:.0f}x vs symflow on {jobs} processes")
+    print(f"speed ratio gd / symflow: {gd_total / sym_wall1:.0f}x (1 process each)")
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="the --quick figure settings")
-    ap.add_argument("--jobs", type=int, default=None, help="symflow processes (default 2)")
     a = ap.parse_args()
-    main(quick=a.quick, jobs=a.jobs)
+    main(quick=a.quick)

@@ -25,6 +25,7 @@ _EXPORTS = {
     "monte_carlo_risk": "symflow.numerics.montecarlo",
     "monte_carlo_risk_grad": "symflow.numerics.montecarlo",
     "simulate": "symflow.numerics.simulators",
+    "simulate_batch": "symflow.numerics.simulators",
     "Trajectory": "symflow.numerics.simulators",
     "limit": "symflow.numerics.highdim",
     "LimitTrajectory": "symflow.numerics.highdim",

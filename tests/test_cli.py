@@ -142,3 +142,18 @@ def test_run_records_tolerances_and_solver(tmp_path):
     meta = json.loads((out / "meta.json").read_text())
     assert meta["solver"] == "LSODA" and meta["rtol"] == 1e-9 and meta["atol"] == 1e-15
     assert meta["nfev"] > 0
+
+
+def test_run_meta_names_the_solver_that_ran(tmp_path):
+    """Regression: a default exact run wrote "solver": "DOP853" while Radau ran; meta.json
+    must name the solver actually used and its statistics."""
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "symflow", "run", "--d", "40", "--m", "20",
+                           "--m-star", "10", "--out", str(out), "--json"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["method"] == "exact"
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["method"] == "exact" and meta["exact_path"] == "orthonormal"
+    assert meta["solver"] == "LSODA"
+    assert meta["nfev"] > 0 and meta["njev"] >= 0 and meta["nlu"] >= 0

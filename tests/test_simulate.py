@@ -159,10 +159,19 @@ def test_orthonormal_k_greater_than_d():
         orthonormal(3, 4)
 
 
-def test_exact_needs_orthonormal():
+def test_exact_takes_general_start_and_mp_exact_names_the_deviation():
+    """method="exact" now has a general path (MATH.md section 5, last paragraph): same
+    numbers as the overlap ODE; the mpmath reduction (dps=) stays orthonormal-only and says
+    what is wrong."""
     W0, Ws = gaussian(6, 3, seed=0), gaussian(6, 2, seed=1)
-    with pytest.raises(ValueError, match="overlaps"):
-        simulate(W0, Ws, [0.0, 1.0], method="exact")
+    t = [0.0, 1.0, 6.0]
+    ex = simulate(W0, Ws, t, method="exact", rtol=1e-12)
+    ov = simulate(W0, Ws, t, method="overlaps", rtol=1e-12, atol=1e-15)
+    assert ex.meta["exact_path"] == "general"
+    np.testing.assert_allclose(ex.phi, ov.phi, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(ex.chi, ov.chi, rtol=1e-9)
+    with pytest.raises(ValueError, match=r"max \|k W\^T W - I\| = .* tolerance .*overlaps"):
+        simulate(W0, Ws, [0.0, 1.0], method="exact", dps=20)
 
 
 def test_outputs_roundtrip(tmp_path):

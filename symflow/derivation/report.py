@@ -212,8 +212,10 @@ def exact_md():
         _eq("\\log\\det K", logdet),
         "and $\\int_0^t \\operatorname{tr} Z = \\frac14 \\log\\det K$ gives "
         "$\\phi = \\frac14\\sum_k \\log(F(1-\\lambda_k) + G\\lambda_k) - t$.", "",
-        "Numerics (`symflow.numerics.exact`): exact zeros/ones of the spectrum set exactly, "
-        "state in log form, risk assembled from non-negative per-direction terms.", ""])
+        "Numerics (`symflow.numerics.exact`, MATH.md section 5): one 2 x 2 block per "
+        "principal angle, every $\\lambda_k \\in [0, 1]$ (zero, round-off, tiny, one) "
+        "through the same formulas; state $(u, \\eta)$ in log form; risk assembled from "
+        "non-negative per-direction terms.", ""])
 
 
 def limit_md():

@@ -230,11 +230,14 @@ def simulate_mp(W0, W_star, times, method="overlaps", dps=30, seed=None):
                 for A in (W0, W_star))
     d, m = W0a.shape
     if method == "exact":
-        from symflow.numerics.exact import _orthonormal_width
+        from symflow.numerics import exact as ex
 
-        if _orthonormal_width(W0a, "W0") is None or _orthonormal_width(Wsa, "W_star") is None:
-            raise ValueError('method="exact" needs an orthonormal start and teacher '
-                             '(W^T W = I/k); use method="overlaps"')
+        for A, Aa, name in ((W0, W0a, "W0"), (W_star, Wsa, "W_star")):
+            dtype = ex._raw_dtype(A)
+            dev, tol = ex.orthonormal_deviation(Aa), ex.orthonormal_tolerance(dtype)
+            if not dev <= tol:
+                raise ValueError('method="exact" with dps= needs an orthonormal start and '
+                                 "teacher: " + ex.not_orthonormal_message(name, dev, tol, dtype))
         r = exact_mp(W0, W_star, times, dps)
     else:
         r = overlaps_mp(W0, W_star, times, dps)

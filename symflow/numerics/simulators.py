@@ -19,7 +19,7 @@ from symflow._validate import finite_float, time_grid
 from symflow.generated import quadratic_numpy as _gen
 from symflow.numerics.kernels import _pair, weights_risk_dist
 
-__all__ = ["Trajectory", "simulate", "METHODS", "SOLVERS", "Diverged"]
+__all__ = ["Trajectory", "simulate", "simulate_batch", "METHODS", "SOLVERS", "Diverged"]
 
 METHODS = ("overlaps", "weights", "exact", "gd")
 
@@ -327,6 +327,34 @@ def _run_gd(W0, Ws, t, eta, tick, kern=_gen):
     return np.array(Qs), np.array(Ms), np.array(phis), np.array(Wts), steps
 
 
+
+
+def _tolerances(rtol, atol, solver, exact):
+    """Validated (rtol, atol); ValueError for an unknown solver.  atol None stays None
+    (state-scaled) except for the exact reduction (rtol * 1e-3 on its internal state)."""
+    if solver is not None and solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    rtol = finite_float(rtol, "rtol", lo=0, lo_open=True, hi=0.1)
+    if atol is not None:
+        return rtol, finite_float(atol, "atol", lo=0, lo_open=True)
+    return rtol, rtol * 1e-3 if exact else None
+
+
+def _meta(d, m, ms, method, rtol, atol, solver, seed, eta=None, model=None, lr=None):
+    from symflow import __version__
+
+    return dict(d=d, m=m, m_star=ms, method=method, rtol=rtol, atol=atol, solver=solver,
+                eta=eta, seed=seed, version=__version__,
+                model=repr(model) if model is not None else "quadratic (paper)", lr=lr)
+
+
+def _exact_meta(r):
+    """Solver statistics and input diagnostics of an exact_flow result, for ``meta``."""
+    return dict(solver=r["solver"], nfev=r["nfev"], njev=r["njev"], nlu=r["nlu"],
+                exact_path=r["path"], orthonormality=r["orthonormality"],
+                reorthonormalised=r["reorthonormalised"])
+
+
 def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, atol=None,
              eta=None, solver="auto", seed=None, progress=False, dps=None, model=None,
              lr=None):
@@ -345,24 +373,27 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
     method : {"overlaps", "weights", "exact", "gd"}
         ``"overlaps"``: integrate the overlap ODE of MATH.md section 4 (cost independent
         of d); ``"weights"``: integrate dW/dt in R^{d x m} (reference path);
-        ``"exact"``: Riccati reduction of MATH.md section 5 (orthonormal start and
-        teacher only); ``"gd"``: explicit gradient descent with step ``eta``
-        (t = eta * steps; times are rounded to the nearest step).
+        ``"exact"``: Riccati reduction of MATH.md section 5 (any start and teacher: two
+        scalars for orthonormal ones, ``rank W* + 1`` otherwise; see
+        :func:`symflow.numerics.exact.exact_flow`); ``"gd"``: explicit gradient descent with
+        step ``eta`` (t = eta * steps; times are rounded to the nearest step).
     rtol : float in (0, 0.1]
         Relative tolerance of the ODE solver.
     atol : float, optional
-        Absolute tolerance.  Default: scaled to the state, ``1e-3 * rtol * scale`` per
-        block with scale min(max|Q(0)|, max|P|) for Q, sqrt(max|Q(0)| max|P|) for M,
-        min(max|W0|, max|W*|) for W, tr Q(0) + tr P for phi, so that a small start
-        (e.g. W0 of scale 1e-60) is resolved rather than rounded to the saddle at 0.
+        Absolute tolerance.  Default for "overlaps" / "weights": scaled to the state,
+        ``1e-3 * rtol * scale`` per block with scale min(max|Q(0)|, max|P|) for Q,
+        sqrt(max|Q(0)| max|P|) for M, min(max|W0|, max|W*|) for W, tr Q(0) + tr P for
+        phi, so that a small start (e.g. W0 of scale 1e-60) is resolved rather than
+        rounded to the saddle at 0; for "exact": ``1e-3 * rtol`` on its internal state.
     eta : float
         Step of ``method="gd"`` (required there, ignored elsewhere).
     solver : {"auto", "DOP853", "LSODA", "BDF", "Radau", "RK45", "RK23"}
-        ODE method (methods "overlaps", "weights").  "auto" (default): DOP853, switching
-        to LSODA (implicit, finite-difference Jacobian) when the run turns stiff, for
-        states of at most ``IMPLICIT_MAX_STATE`` entries (long horizons: e.g. gamma =
-        1e4 at d = 6 takes about a second instead of two minutes).  ``meta["solver"]``
-        names what ran.
+        ODE method.  "auto" (default): for "overlaps" / "weights" DOP853, switching to
+        LSODA (implicit, finite-difference Jacobian) when the run turns stiff, for states
+        of at most ``IMPLICIT_MAX_STATE`` entries (e.g. gamma = 1e4 at d = 6 takes about
+        a second instead of two minutes); for "exact" LSODA (orthonormal start and
+        teacher) or BDF (general), with the analytic Jacobian.  ``meta["solver"]`` names
+        what ran.
     seed : int, optional
         Recorded in ``meta`` (the caller's seed of W0 / W_star), not used otherwise.
     progress : bool
@@ -385,21 +416,25 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
     Raises
     ------
     ValueError
-        Bad shapes, non-finite weights, bad times, unknown method, missing ``eta``,
-        ``method="exact"`` with a non-orthonormal start or teacher.
+        Bad shapes, non-finite weights, bad times, unknown method or solver, missing
+        ``eta``.
     Diverged (a FloatingPointError)
         The flow blew up (e.g. online SGD with too large a learning rate); the message
         gives the time, and nothing is returned.
+    RuntimeError
+        The ODE solver failed.
 
     Notes
     -----
     Risk and dist of the paper's model come from the weights for methods "weights" and
-    "gd" (:func:`symflow.numerics.kernels.weights_risk_dist`, relative accuracy);
-    from overlaps (methods "overlaps", general models) they have an absolute floor of
-    ~1e-16 ||P||_F^2 (risk) and ~1e-8 ||P||_F (dist).
+    "gd" (:func:`symflow.numerics.kernels.weights_risk_dist`, relative accuracy) and
+    from the exact reduction's per-direction terms for "exact"; from overlaps (method
+    "overlaps", general models) they have an absolute floor of ~1e-16 ||P||_F^2 (risk)
+    and ~1e-8 ||P||_F (dist).
 
     Source: MATH.md sections 3-5.
     """
+    raw = (W0, W_star)  # method="exact" reads the input dtype (orthonormality tolerance)
     W0, W_star = _pair(W0, W_star)
     d, m = W0.shape
     ms = W_star.shape[1]
@@ -410,12 +445,9 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if times[-1] > 1e6 * d:
         raise ValueError(f"horizon gamma = t/d = {times[-1] / d:.3g} is too long (at most 1e6)")
-    if solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    rtol, atol = _tolerances(rtol, atol, solver, exact=method == "exact")
     if model is not None and not hasattr(model, "kernels"):
         raise TypeError(f"model must be a symflow.Model, got {type(model).__name__}")
-    rtol = finite_float(rtol, "rtol", lo=0, lo_open=True, hi=0.1)
-    atol = None if atol is None else finite_float(atol, "atol", lo=0, lo_open=True)
     if method == "gd":
         if eta is None:
             raise ValueError('method="gd" needs the step eta (e.g. eta=1e-2)')
@@ -434,12 +466,10 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
     if dps is not None:
         from symflow.numerics.precision import simulate_mp
 
-        return simulate_mp(W0, W_star, times, method=method, dps=dps, seed=seed)
-    from symflow import __version__
-
-    meta = dict(d=d, m=m, m_star=ms, method=method, rtol=rtol, atol=atol, solver=solver,
-                eta=eta, seed=seed, version=__version__,
-                model=repr(model) if model is not None else "quadratic (paper)", lr=lr)
+        return simulate_mp(*raw, times, method=method, dps=dps, seed=seed)
+    if method == "exact" and solver == "auto":
+        solver = None  # exact_flow's default for its path
+    meta = _meta(d, m, ms, method, rtol, atol, solver, seed, eta=eta, model=model, lr=lr)
     hint = ""
     if lr is None:
         flow = kern.overlap_flow
@@ -456,9 +486,8 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
         if method == "exact":
             from symflow.numerics.exact import exact_flow
 
-            r = exact_flow(W0, W_star, times, rtol=rtol, atol=rtol * 1e-3 if atol is None
-                           else atol)
-            meta.update(solver="Radau", atol=rtol * 1e-3 if atol is None else atol)
+            r = exact_flow(*raw, times, rtol=rtol, atol=atol, solver=solver)
+            meta.update(_exact_meta(r))
             return Trajectory(t=times, gamma=times / d, risk=r["risk"], phi=r["phi"],
                               chi=r["chi"], dist=r["dist"], meta=meta)
         if method in ("overlaps", "weights"):
@@ -487,3 +516,104 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
                       M=M, meta=meta)
 
 
+
+
+def simulate_batch(W0, W_star, t=None, *, gamma=None, method="exact", rtol=1e-10, atol=None,
+                   solver="auto", seeds=None):
+    """Simulate many independent instances, e.g. the repetitions x dimensions of a figure.
+
+    With ``method="exact"`` all orthonormal instances are integrated as one vectorised
+    system (2 scalars each, block-diagonal Jacobian; spectra of unequal size are
+    padded and masked), general ones one by one (see
+    :func:`symflow.numerics.exact.exact_flow_batch`); other methods call
+    :func:`simulate` once per instance.
+
+    Parameters
+    ----------
+    W0 : sequence of n arrays (d_i, m_i), or array (n, d, m)
+        Starts; dimensions and widths may differ between instances.
+    W_star : array (d, m*), or sequence of n arrays (d_i, m*_i)
+        One teacher shared by all starts (then all d_i = d), or one per start.
+    t : array-like, shape (T,), optional
+        Common times of the flow for every instance.
+    gamma : array-like, shape (T,), optional
+        Common grid in ``gamma = t / d``: instance ``i`` is run to ``t = d_i * gamma``
+        (give exactly one of ``t``, ``gamma``).
+    method : {"exact", "overlaps", "weights"}
+        See :func:`simulate`.
+    rtol, atol : float
+        Per-instance tolerances (as in :func:`simulate`; for a joint exact solve with a
+        solver whose error norm is the RMS over all components -- BDF, Radau -- they are
+        divided by ``sqrt(n)`` internally).
+    solver : str
+        ``solve_ivp`` method or "auto" (default): "BDF" for a joint exact solve of several
+        instances and for general ones, "LSODA" for a single orthonormal one, and the
+        automatic choice of :func:`simulate` for the other methods.
+    seeds : sequence of n ints, optional
+        Recorded in the ``meta`` of each trajectory.
+
+    Returns
+    -------
+    list of n Trajectory
+        In the order of ``W0``; ``meta["batch"]`` is n and, for the joint exact solve,
+        the solver statistics are those of the joint system.
+
+    Raises
+    ------
+    ValueError
+        Empty batch, ``W_star`` count not matching, both or neither of ``t``/``gamma``,
+        bad times, unknown method, a horizon beyond ``1e6 d``, ``seeds`` of the wrong
+        length; and every error of :func:`simulate`.
+    TypeError
+        Non-numeric weights.
+    RuntimeError
+        The ODE solver failed.
+
+    Source: MATH.md sections 3-5.
+    """
+    from symflow.numerics.exact import exact_flow_batch
+
+    if method not in ("exact", "overlaps", "weights"):
+        raise ValueError(f'method must be "exact", "overlaps" or "weights" for a batch, got '
+                         f"{method!r}")
+    if isinstance(W0, np.ndarray) and W0.ndim != 3:
+        raise ValueError(f"W0 must be a sequence of (d, m) arrays or an (n, d, m) array, got "
+                         f"shape {W0.shape}")
+    starts = list(W0)
+    n = len(starts)
+    if n == 0:
+        raise ValueError("W0 must hold at least one start")
+    teachers = ([W_star] * n if isinstance(W_star, np.ndarray) and W_star.ndim == 2
+                else list(W_star))
+    if len(teachers) != n:
+        raise ValueError(f"W_star must be one (d, m*) array or {n} of them (one per start), "
+                         f"got {len(teachers)}")
+    seeds = [None] * n if seeds is None else list(seeds)
+    if len(seeds) != n:
+        raise ValueError(f"seeds must hold {n} values (one per start), got {len(seeds)}")
+    if (t is None) == (gamma is None):
+        raise ValueError("give exactly one of t (time) or gamma (= t / d)")
+    pairs = [_pair(a, b) for a, b in zip(starts, teachers)]
+    ds = np.array([a.shape[0] for a, _ in pairs], dtype=float)
+    x = time_grid(t, "t") if t is not None else time_grid(gamma, "gamma")
+    scale = np.ones(n) if t is not None else ds
+    if np.any(x[-1] * scale > 1e6 * ds):
+        raise ValueError(f"horizon gamma = t/d up to {np.max(x[-1] * scale / ds):.3g} is too "
+                         "long (at most 1e6)")
+    if method != "exact":
+        kw = dict(t=x) if t is not None else dict(gamma=x)
+        out = [simulate(a, b, method=method, rtol=rtol, atol=atol, solver=solver, seed=sd,
+                        **kw) for a, b, sd in zip(starts, teachers, seeds)]
+        for tr in out:
+            tr.meta["batch"] = n
+        return out
+    rtol, atol = _tolerances(rtol, atol, solver, exact=True)
+    res = exact_flow_batch(starts, teachers, x, scale=scale, rtol=rtol, atol=atol,
+                           solver=None if solver == "auto" else solver)
+    out = []
+    for (a, b), r, sd, d in zip(pairs, res, seeds, ds):
+        meta = dict(_meta(a.shape[0], a.shape[1], b.shape[1], "exact", rtol, atol, None, sd),
+                    batch=n, **_exact_meta(r))
+        out.append(Trajectory(t=r["t"], gamma=r["t"] / d, risk=r["risk"], phi=r["phi"],
+                              chi=r["chi"], dist=r["dist"], meta=meta))
+    return out
