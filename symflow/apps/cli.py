@@ -1,4 +1,4 @@
-"""Command-line interface: symflow risk|run|limit|check|derive|figures.
+"""Command-line interface: symflow risk|run|limit|check|derive|figures|sweep.
 
 Errors in the arguments print one line to stderr and exit with status 2.
 """
@@ -266,6 +266,9 @@ def build_parser():
         _figures_cli = None
     if _figures_cli is not None:
         _figures_cli(sub)
+    from symflow.apps.sweep.cli import add_cli as _sweep_cli
+
+    _sweep_cli(sub)
     for extra in _EXTRA_COMMANDS:
         extra(sub)
     return p
@@ -307,8 +310,8 @@ def _dispatch(parser, argv):
     try:
         args = parser.parse_args(argv)
         if not getattr(args, "command", None):
-            raise CLIError("a command is required (risk, run, limit, check, derive, figures); "
-                           "see 'symflow --help'")
+            raise CLIError("a command is required (risk, run, limit, check, derive, figures, "
+                           "sweep); see 'symflow --help'")
         return args.func(args)
     except CLIError as exc:
         print(f"symflow: error: {exc}", file=sys.stderr)

@@ -193,7 +193,7 @@ def _rhs_many(a, s, r1, r2, p):
     def rhs(g, y):
         lj = y[1::2]
         v = np.exp(np.minimum(lj - c4 * g, 0.0))
-        jt = _k.jtheta_prime(np.exp(np.clip(-lj, _LOG_U_MIN, 700.0)), r1d, r2d)
+        jt = _k.jtheta_prime(np.exp(np.maximum(np.minimum(-lj, 700.0), _LOG_U_MIN)), r1d, r2d)
         sv = p + (jt if full else np.where(ac, jt, 0.0))
         out = np.empty(y.shape)
         out[0::2] = _k.limit_dlogf(v, sv, a)
