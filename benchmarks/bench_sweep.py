@@ -109,8 +109,8 @@ def part_simulate(repeat):
             client.close()
             cluster.close()
         cpu = float(results[n].solver_wall_time_s.sum())
-        print(f"  {n} worker(s): {times[n]:7.2f} s  (sum of per-cell solver times {cpu:.2f} s; "
-              f"start-up {t_start:.2f} s)")
+        print(f"  {n} worker(s): {times[n]:7.2f} s  (sum of per-cell solver times {cpu:.2f} s, "
+              f"i.e. {cpu / times[n]:.2f} cells running at a time; start-up {t_start:.2f} s)")
     same = all(np.array_equal(results[1][v].values, results[2][v].values)
                for v in ("phi", "chi", "risk"))
     print(f"  2 vs 1 workers: {times[1] / times[2]:.2f}x; identical results: {same}; "

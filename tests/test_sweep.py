@@ -79,6 +79,10 @@ def test_spec_defaults_ranges_and_toml_roundtrip(tmp_path):
     first = next(spec.cells())
     assert first["m"] == 100 and first["noise"] == 0.01 and first["init"] == "gaussian"
     assert "lr" not in first and "activation" not in first  # absent = not used
+    arr = load_spec({"job": "limit", "fixed": {"gamma": np.array([0.0, 1.0])},
+                     "grid": {"alpha": np.linspace(0.2, 1.0, 5), "alpha_star": [0.5]}})
+    assert arr.axes["alpha"] == np.linspace(0.2, 1.0, 5).tolist()
+    assert type(arr.axes["alpha"][0]) is float and "np." not in arr.to_toml()
     path = tmp_path / "s.toml"
     path.write_text(spec.to_toml())
     again = load_spec(path)

@@ -91,7 +91,8 @@ def sweep(spec, client=None, out=None, resume=True, progress=True):
         ``chi_infinity`` (limit only: min(1, sqrt(alpha / alpha*))); per-cell solver
         statistics ``solver_nfev``, ``solver_wall_time_s``, ``solver_method``.  Attrs:
         ``spec`` (TOML text), ``spec_sha256``, ``symflow_version``, ``job``,
-        ``threshold``, ``n_cells``, ``n_tasks``.
+        ``threshold``, ``n_cells``, ``n_tasks``, ``batch_size``, and about this run
+        ``run_tasks_from_cache``, ``run_wall_time_s``.
 
     Raises
     ------
@@ -101,7 +102,8 @@ def sweep(spec, client=None, out=None, resume=True, progress=True):
     ConnectionError
         The scheduler address cannot be reached (nothing is written then).
     RuntimeError
-        A solver failed, or a worker died too often (Dask's KilledWorker).
+        A solver failed, a worker died too often (Dask's KilledWorker), or a worker runs
+        another symflow version (its result is neither stored nor used).
 
     Source: docs/sweeps.md; jobs ``symflow.limit`` (MATH.md section 6) and
     ``symflow.simulate`` (sections 3-5).

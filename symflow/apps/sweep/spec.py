@@ -218,7 +218,11 @@ def _axis_values(raw, name, check):
         norm = {"start": start, "stop": stop, "num": num}
         if scale == "log":
             norm["scale"] = "log"
-    elif isinstance(raw, (list, tuple)):
+    elif isinstance(raw, (list, tuple, np.ndarray)):
+        if isinstance(raw, np.ndarray):
+            if raw.ndim != 1:
+                raise ValueError(f"{name} must be 1-D, got shape {raw.shape}")
+            raw = raw.tolist()  # Python scalars (exact floats) for the spec and the keys
         if not raw:
             raise ValueError(f"{name} is an empty axis")
         vals, norm = list(raw), None
@@ -244,7 +248,7 @@ def _gamma(raw):
     if isinstance(raw, dict):
         vals, norm = _axis_values(raw, "fixed.gamma", _float(0.0))
         vals = np.array(vals)
-    elif isinstance(raw, (list, tuple)) or _is_real(raw):
+    elif isinstance(raw, (list, tuple, np.ndarray)) or _is_real(raw):
         vals = raw
         norm = None
     else:
@@ -255,7 +259,7 @@ def _gamma(raw):
         raise ValueError(f"fixed.gamma has {arr.size} times; at most {MAX_TIMES}")
     if arr[-1] > 1e6:
         raise ValueError(f"fixed.gamma must be <= 1e6, got max {arr[-1]:.3g}")
-    return arr, (norm if norm is not None else [float(g) for g in arr])
+    return arr, (norm if norm is not None else arr.tolist())
 
 
 def _is_real(v):
