@@ -49,12 +49,10 @@ def add_cli(subparsers):
     argparse.ArgumentParser
         The ``sweep`` parser, with ``func`` set to a handler ``handler(args) -> int``.
     """
-    import argparse
-
     from symflow.apps.cli import _pos_int
 
     p = subparsers.add_parser(
-        "sweep", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "sweep",  # plain formatter: the helps below state their defaults
         help="run a grid of limit/simulate jobs on Dask (xarray results, resumable)",
         description="Run the grid of a sweep spec (TOML; see docs/sweeps.md) on a local "
         "Dask cluster or an existing one, caching finished tasks in OUT/cache; writes "
