@@ -33,6 +33,7 @@ _EXPORTS = {
     "wachter_atoms": "symflow.numerics.wachter",
     "sample_overlap_spectrum": "symflow.numerics.wachter",
     "Model": "symflow.numerics.model",
+    "sweep": "symflow.apps.sweep",
 }
 _SUBMODULES = {"init": "symflow.numerics.init"}
 

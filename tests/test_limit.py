@@ -152,7 +152,7 @@ def test_grid_conventions_and_csv(tmp_path):
     full = limit(0.5, 0.25, [0.0, 0.5, 1.0])
     part = limit(0.5, 0.25, [0.5, 1.0])
     np.testing.assert_allclose(part.phi, full.phi[1:], atol=1e-9)
-    assert isinstance(full, LimitTrajectory) and full.meta["method"] == "DOP853"
+    assert isinstance(full, LimitTrajectory) and full.meta["method"] == "odeint"
     np.testing.assert_allclose(np.log(full.F), full.log_F)
     path = tmp_path / "limit.csv"
     full.to_csv(path)
@@ -253,3 +253,107 @@ def test_dps_solution_exposes_F_and_J():
     assert isinstance(hi.F[1], mpmath.mpf) and isinstance(hi.J[1], mpmath.mpf)
     np.testing.assert_allclose(np.array(hi.F, dtype=float), lo.F, rtol=1e-9)
     np.testing.assert_allclose(np.array(hi.J, dtype=float), lo.J, rtol=1e-9)
+
+
+# ----------------------------------------------------------------- batched limit
+# alpha = alpha* (0.3, 0.3), alpha + alpha* = 1 (0.3, 0.7), (0.7, 0.3), alpha = 1 (last
+# row), alpha* = 1 (third column), alpha < alpha* (e.g. 0.1 vs 0.5) on a long horizon
+BATCH_A = np.array([[0.1], [0.3], [0.7], [1.0]])
+BATCH_S = np.array([0.3, 0.7, 1.0, 0.1, 0.5])
+SHORT = np.linspace(0.0, 3.0, 13)
+LONG = np.concatenate([[0.0], np.geomspace(1e-2, 300.0, 30)])
+
+
+def _assert_cells_match(tr, a_arr, s_arr, gam, **kw):
+    """Every cell of the batch vs its own scalar limit() call, to solver tolerance:
+    rtol 1e-10 on log F (~ 4 gamma / alpha), log J and phi, 1e-9 absolute on chi."""
+    assert tr.batch_shape == a_arr.shape == s_arr.shape
+    assert tr.phi.shape == tr.chi.shape == tr.log_F.shape == a_arr.shape + (gam.size,)
+    for idx in np.ndindex(a_arr.shape):
+        ref = limit(float(a_arr[idx]), float(s_arr[idx]), gam, **kw)
+        for name in ("phi", "log_F", "log_J"):
+            got, want = getattr(tr, name)[idx], getattr(ref, name)
+            assert np.all(np.abs(got - want) <= 1e-8 * (1 + np.abs(want))), (idx, name)
+        assert np.abs(tr.chi[idx] - ref.chi).max() <= 1e-9, idx
+        assert tr.alpha[idx] == a_arr[idx] and tr.alpha_star[idx] == s_arr[idx]
+
+
+@pytest.mark.parametrize("gam", [SHORT, LONG], ids=["gamma<=3", "gamma<=300"])
+def test_batch_equals_per_cell(gam):
+    tr = limit(BATCH_A, BATCH_S, gam)
+    a_arr, s_arr = np.broadcast_arrays(BATCH_A, BATCH_S)
+    _assert_cells_match(tr, a_arr, s_arr, gam)
+    assert tr.meta["n_cells"] == 20 and tr.meta["r1"].shape == (4, 5)
+    assert tr.meta["r1"][1, 0] == 0.0 and tr.meta["r2"][1, 1] == 1.0  # alpha = alpha*, sum 1
+    np.testing.assert_array_equal(tr.chi_final, np.minimum(1.0, np.sqrt(a_arr / s_arr)))
+    if gam is LONG:  # the stiff cells (alpha < alpha*) are at their chi(infinity)
+        np.testing.assert_allclose(tr.chi[..., -1], tr.chi_final, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["DOP853", "Radau", "LSODA"])
+def test_batch_equals_per_cell_solve_ivp_methods(method):
+    a_arr = np.array([0.3, 0.3, 1.0, 0.1])
+    s_arr = np.array([0.3, 0.7, 0.5, 0.5])
+    gam = np.linspace(0.0, 2.0, 5)
+    _assert_cells_match(limit(a_arr, s_arr, gam, method=method), a_arr, s_arr, gam,
+                        method=method)
+
+
+def test_single_cell_batch_and_cell_accessor(tmp_path):
+    gam = np.array([0.0, 0.5, 1.0])
+    one = limit(0.5, 0.25, gam)
+    batch = limit([0.5], 0.25, gam)
+    assert one.batch_shape == () and batch.batch_shape == (1,)
+    assert isinstance(one.alpha, float) and isinstance(one.chi_final, float)
+    np.testing.assert_array_equal(batch.phi[0], one.phi)  # same path for one cell
+    c = limit(BATCH_A, BATCH_S, gam).cell((2, 1))
+    assert (c.alpha, c.alpha_star) == (0.7, 0.7) and c.phi.shape == (3,)
+    assert isinstance(c.meta["r1"], float) and c.meta["atom1"] == pytest.approx(0.4)
+    with pytest.raises(TypeError, match="single curve"):
+        one.cell(0)
+    with pytest.raises(ValueError, match="one cell"):
+        limit(BATCH_A, BATCH_S, gam).cell(0)
+    # long-format CSV: alpha, alpha_star, gamma, ... one row per (cell, gamma)
+    tr = limit([0.5, 0.25], [0.25, 0.5], gam)
+    tr.to_csv(tmp_path / "b.csv")
+    data = np.loadtxt(tmp_path / "b.csv", delimiter=",", skiprows=1)
+    assert data.shape == (6, 7)
+    np.testing.assert_array_equal(data[3:, :3], [[0.25, 0.5, g] for g in gam])
+    np.testing.assert_array_equal(data[3:, 3], tr.phi[1])
+    assert np.abs(conservation_residual(tr)).max() < 1e-8
+
+
+def test_batch_dps_cell_by_cell():
+    tr = limit([1.0, 1.0], [1.0, 0.5], [0.5], dps=20)
+    assert tr.batch_shape == (2,) and tr.meta["method"] == "mpmath.odefun"
+    lo = limit([1.0, 1.0], [1.0, 0.5], [0.5])
+    np.testing.assert_allclose(np.array(tr.phi, dtype=float), lo.phi, atol=1e-9)
+
+
+@pytest.mark.parametrize("kw,exc,match", [
+    (dict(alpha=[0.5, 1.5]), ValueError, r"alpha must be <= 1.*cell \(1,\)"),
+    (dict(alpha_star=[[0.5], [0.0]]), ValueError, r"alpha_star.*cell \(1, 0\)"),
+    (dict(alpha=[0.5, np.nan]), ValueError, "alpha must be finite"),
+    (dict(alpha=[0.2, 0.3], alpha_star=[0.1, 0.2, 0.3]), ValueError, "broadcast"),
+    (dict(alpha=[]), ValueError, "empty"),
+    (dict(alpha=["0.5"]), TypeError, "alpha must be real"),
+    (dict(alpha=[True]), TypeError, "alpha must be real"),
+])
+def test_batch_bad_inputs(kw, exc, match):
+    args = dict(alpha=[0.5, 0.4], alpha_star=0.25, gamma=[0.0, 1.0])
+    args.update(kw)
+    with pytest.raises(exc, match=match):
+        limit(**args)
+
+
+@pytest.mark.parametrize("method", ["auto", "DOP853", "LSODA"])
+@pytest.mark.parametrize("alpha", [0.5, [0.5, 0.3]])
+def test_smallest_rtol_no_scipy_warning(method, alpha):
+    """rtol = 1e-14 is raised to 100 eps (what scipy's solvers accept) without warnings."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tr = limit(alpha, 0.25, [0.0, 0.5], rtol=1e-14, method=method)
+    assert tr.meta["rtol"] == 100 * np.finfo(float).eps
+    assert np.all(np.isfinite(tr.phi))

@@ -1,4 +1,4 @@
-"""Command-line interface: symflow risk|run|limit|check|derive|figures.
+"""Command-line interface: symflow risk|run|limit|check|derive|figures|sweep.
 
 Errors in the arguments print one line to stderr and exit with status 2.
 """
@@ -216,9 +216,10 @@ def build_parser():
     r.add_argument("--points", type=_pos_int, default=400,
                    help="output times: gamma = 0 and points - 1 log-spaced values")
     r.add_argument("--method", choices=("auto", "exact", "overlaps", "weights", "gd"),
-                   default="auto", help="auto: exact for orthonormal start and teacher, "
-                   "else overlaps; gd is the slow reference algorithm (gamma_max * d / eta "
-                   "steps: minutes at d = 200)")
+                   default="auto", help="auto: exact (Riccati reduction, any start) for the "
+                   "paper's gradient flow, overlaps for --activation/--noise/--sgd runs; gd is "
+                   "the slow reference algorithm (gamma_max * d / eta steps: minutes at "
+                   "d = 200)")
     r.add_argument("--eta", type=_pos_float, default=None,
                    help="step of --method gd (default 0.01; t = eta * steps)")
     r.add_argument("--activation", default=None,
@@ -279,6 +280,9 @@ def build_parser():
         _figures_cli = None
     if _figures_cli is not None:
         _figures_cli(sub)
+    from symflow.apps.sweep.cli import add_cli as _sweep_cli
+
+    _sweep_cli(sub)
     for extra in _EXTRA_COMMANDS:
         extra(sub)
     return p
@@ -320,8 +324,8 @@ def _dispatch(parser, argv):
     try:
         args = parser.parse_args(argv)
         if not getattr(args, "command", None):
-            raise CLIError("a command is required (risk, run, limit, check, derive, figures); "
-                           "see 'symflow --help'")
+            raise CLIError("a command is required (risk, run, limit, check, derive, figures, "
+                           "sweep); see 'symflow --help'")
         return args.func(args)
     except CLIError as exc:
         print(f"symflow: error: {exc}", file=sys.stderr)

@@ -18,7 +18,7 @@ from symflow._validate import finite_float, positive_int
 from symflow._validate import rng as _rng
 from symflow.numerics import init as _init
 
-__all__ = ["make_instance", "run_job", "time_grid_gamma"]
+__all__ = ["make_instance", "run_job", "simulate_instance", "resolve_method", "time_grid_gamma"]
 
 INITS = ("orthonormal", "gaussian", "gaussian-raw", "degenerate")
 
@@ -97,6 +97,92 @@ def time_grid_gamma(gamma_max, points):
     return np.concatenate([[0.0], np.geomspace(gamma_max * 1e-4, gamma_max, points - 1)])
 
 
+def resolve_method(method, init, teacher, general):
+    """The simulation method ``run_job`` and the sweeps use.
+
+    Parameters
+    ----------
+    method : {"auto", "exact", "overlaps", "weights", "gd"}
+    init, teacher : str
+        Start and teacher kinds (see :func:`make_instance`).
+    general : bool
+        True for a general model (activation, noise, weight decay) or online SGD.
+
+    Returns
+    -------
+    str
+        "auto" resolves to "exact" for the paper's gradient flow (any start and teacher:
+        the exact reduction of MATH.md section 5), else "overlaps"; other methods are
+        returned unchanged.
+
+    Raises
+    ------
+    ValueError
+        ``method="exact"`` with a general model or online SGD.
+    """
+    if general and method == "exact":
+        raise ValueError('method="exact" is only for the paper\'s quadratic gradient flow; use '
+                         'method="overlaps" (or "auto") with activation/noise/weight_decay/lr')
+    if method == "auto":
+        return "overlaps" if general else "exact"
+    return method
+
+
+def simulate_instance(d, m, m_star, gamma, init="orthonormal", teacher="orthonormal", seed=0,
+                      method="auto", rtol=1e-10, eta=1e-2, progress=False, activation=None,
+                      teacher_activation=None, noise=0.0, weight_decay=0.0, lr=None, atol=None,
+                      solver="auto"):
+    """One simulation from the seeded instance of :func:`make_instance` (no files written).
+
+    This is the computation of :func:`run_job` and of each cell of a ``simulate`` sweep.
+
+    Parameters
+    ----------
+    d, m, m_star : int
+        Input dimension and widths.
+    gamma : array_like (n,)
+        Output times in gamma = t / d (non-negative, increasing).
+    init, teacher, seed :
+        See :func:`make_instance`.
+    method : {"auto", "exact", "overlaps", "weights", "gd"}
+        See :func:`resolve_method`.
+    rtol, atol, solver, eta, progress :
+        Passed to :func:`symflow.numerics.simulators.simulate` (eta only for "gd").
+    activation, teacher_activation : str, optional
+        Polynomial activations of a general :class:`symflow.Model` (default: the
+        paper's z**2 with no model object); ``noise``, ``weight_decay`` likewise.
+    lr : float, optional
+        Online SGD limit with step lr/d (t = samples / d).
+
+    Returns
+    -------
+    Trajectory
+        With ``meta`` also holding init, teacher, the resolved method and the wall time
+        of the simulation (``wall_time_s``, without the model derivation).
+
+    Raises
+    ------
+    ValueError, TypeError
+        Bad parameters (see :func:`symflow.numerics.simulators.simulate`).
+    """
+    from symflow.numerics.simulators import simulate
+
+    model = None
+    if activation is not None or teacher_activation is not None or noise or weight_decay:
+        from symflow.numerics.model import Model
+
+        model = Model(activation or "z**2", m, m_star, teacher_activation=teacher_activation,
+                      noise=noise, weight_decay=weight_decay)
+    method = resolve_method(method, init, teacher, model is not None or lr is not None)
+    W0, Ws = make_instance(d, m, m_star, init, teacher, seed)
+    t0 = time.perf_counter()
+    traj = simulate(W0, Ws, gamma=gamma, method=method, rtol=rtol, atol=atol, solver=solver,
+                    eta=eta if method == "gd" else None, seed=seed, progress=progress,
+                    model=model, lr=lr)
+    traj.meta.update(init=init, teacher=teacher, wall_time_s=time.perf_counter() - t0)
+    return traj
+
+
 def plot_run(traj, path):
     """Plot risk, phi and chi against gamma (log-x) into a PNG (atomic write).
 
@@ -151,7 +237,7 @@ def run_job(d=200, m=100, m_star=50, init="orthonormal", teacher="orthonormal", 
     points : int
         Number of output times (0 and log-spaced values).
     method : {"auto", "exact", "overlaps", "weights", "gd"}
-        "auto": exact for orthonormal start and teacher, overlaps otherwise.
+        "auto": exact for the paper's gradient flow, overlaps for general models / SGD.
     out : path
         Output directory (created).
     eta : float
@@ -176,39 +262,27 @@ def run_job(d=200, m=100, m_star=50, init="orthonormal", teacher="orthonormal", 
     ValueError
         Bad parameters (see :func:`symflow.numerics.simulators.simulate`).
     """
-    from symflow.numerics.simulators import simulate
-
     d, m, m_star = (positive_int(v, n) for v, n in ((d, "d"), (m, "m"), (m_star, "m_star")))
     gam = time_grid_gamma(gamma_max, points)
     if Path(out).exists() and not Path(out).is_dir():
         raise ValueError(f"out {str(out)!r} exists and is not a directory")
-    model = None
-    if activation is not None or teacher_activation is not None or noise or weight_decay:
-        from symflow.numerics.model import Model
-
-        model = Model(activation or "z**2", m, m_star, teacher_activation=teacher_activation,
-                      noise=noise, weight_decay=weight_decay)
-    general = model is not None or lr is not None
-    if general and method == "exact":
-        raise ValueError('method="exact" is only for the paper\'s quadratic gradient flow; use '
-                         'method="overlaps" (or "auto") with activation/noise/weight_decay/lr')
-    if method == "auto":
-        method = "exact" if init == teacher == "orthonormal" and not general else "overlaps"
-    W0, Ws = make_instance(d, m, m_star, init, teacher, seed)
-    t0 = time.perf_counter()
-    if method == "gd":  # output times on the step grid (regression: the default log grid
-        # rounded to repeated steps, so `symflow run --method gd` always failed)
+    general = activation is not None or teacher_activation is not None or bool(noise) or \
+        bool(weight_decay) or lr is not None
+    if resolve_method(method, init, teacher, general) == "gd":
+        # output times on the step grid (regression: the default log grid rounded to
+        # repeated steps, so `symflow run --method gd` always failed)
         eta = finite_float(eta, "eta", lo=0, lo_open=True)
         gam = np.unique(np.rint(gam * d / eta)) * eta / d
         if gam.size < 2:
             raise ValueError(f"eta={eta:g} is too coarse: the horizon t = {gamma_max * d:g} "
                              "is less than one step of gradient descent")
-    traj = simulate(W0, Ws, gamma=gam, method=method, rtol=rtol, atol=atol, solver=solver,
-                    eta=eta if method == "gd" else None, seed=seed, progress=progress,
-                    model=model, lr=lr)
-    elapsed = time.perf_counter() - t0
-    traj.meta.update(init=init, teacher=teacher, gamma_max=gamma_max, points=points,
-                     wall_time_s=elapsed)
+    traj = simulate_instance(d, m, m_star, gam, init=init, teacher=teacher, seed=seed,
+                             method=method, rtol=rtol, atol=atol, solver=solver, eta=eta,
+                             progress=progress, activation=activation,
+                             teacher_activation=teacher_activation, noise=noise,
+                             weight_decay=weight_decay, lr=lr)
+    elapsed, method = traj.meta["wall_time_s"], traj.meta["method"]
+    traj.meta.update(gamma_max=gamma_max, points=points)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     traj.to_csv(out / "trajectory.csv")

@@ -131,19 +131,31 @@ def wachter_density(x, alpha, alpha_star):
     return np.where(inside, _k.wachter_density(xs, r1, r2), 0.0)
 
 
+def _on_edges(kernel, r1, r2, *args):
+    """``kernel(*args, r1, r2)`` where mu has a continuous part (r2 > r1), else 0.
+
+    r1, r2 may be scalars or arrays broadcasting against ``args`` (one pair of edges per
+    cell of a batch); cells without a continuous part get dummy edges, so the closed
+    form never sees 0/0.
+    """
+    r1, r2 = np.asarray(r1, dtype=float), np.asarray(r2, dtype=float)
+    ac = r2 > r1
+    shape = np.broadcast_shapes(r1.shape, *(np.shape(x) for x in args))
+    if not ac.any():
+        return np.zeros(shape)
+    if ac.all():
+        return np.broadcast_to(kernel(*args, r1, r2), shape).astype(float)
+    out = kernel(*args, np.where(ac, r1, 0.25), np.where(ac, r2, 0.75))
+    return np.where(ac, out, 0.0)
+
+
 def _jtheta_prime(u, r1, r2):
-    """J Theta'(J - 1) at u = 1/J (array), 0 if there is no continuous part."""
-    u = np.asarray(u, dtype=float)
-    if r2 <= r1:
-        return np.zeros_like(u)
-    return _k.jtheta_prime(np.maximum(u, _U_MIN), r1, r2)
+    """J Theta'(J - 1) at u = 1/J (array), 0 where there is no continuous part."""
+    return _on_edges(_k.jtheta_prime, r1, r2, np.maximum(np.asarray(u, dtype=float), _U_MIN))
 
 
 def _overlap_k(u, v, r1, r2):
-    u = np.asarray(u, dtype=float)
-    if r2 <= r1:
-        return np.zeros_like(u)
-    return _k.overlap_k(np.maximum(u, _U_MIN), v, r1, r2)
+    return _on_edges(_k.overlap_k, r1, r2, np.maximum(np.asarray(u, dtype=float), _U_MIN), v)
 
 
 def _as_x(x):

@@ -1,0 +1,135 @@
+"""Benchmark of symflow.sweep (docs/sweeps.md) against serial loops, in the same run.
+
+Run: python benchmarks/bench_sweep.py [--part limit|simulate|both] [--repeat R]
+
+Part 1 (limit): the 20 x 20 (alpha, alpha*) grid in [0.05, 1]^2 on gamma in [0, 10]
+(101 points) as one sweep (default batch_size 200: 2 tasks), against a serial Python
+loop over ``symflow.limit`` (the same cells and times).  Wall seconds, best of R:
+the sweep on a running 2-worker LocalCluster (its start-up, paid once per sweep with
+``client=None``, is reported separately), in-process (``client="synchronous"``), and
+the loops with the default method and with method="DOP853" (the default before
+batched limits).  Goal: sweep >= 5x faster than the loop.
+
+Part 2 (simulate): 16 cells at d = 400 (m in {100, 200}, m* in {50, 100}, seeds 0-3,
+orthonormal start and teacher, method "exact", gamma in [0, 10], 21 points) on a running
+LocalCluster of 1 and of 2 single-threaded workers.  Goal: 2 workers >= 1.7x faster.
+The machine has 2 cores; other load on it lowers the 2-worker ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+import numpy as np
+
+import symflow
+
+LIMIT_SPEC = {"job": "limit",
+              "fixed": {"gamma": {"start": 0.0, "stop": 10.0, "num": 101}},
+              "grid": {"alpha": {"start": 0.05, "stop": 1.0, "num": 20},
+                       "alpha_star": {"start": 0.05, "stop": 1.0, "num": 20}}}
+SIM_SPEC = {"job": "simulate",
+            "fixed": {"d": 400, "method": "exact",
+                      "gamma": {"start": 0.0, "stop": 10.0, "num": 21}},
+            "grid": {"m": [100, 200], "m_star": [50, 100], "seed": [0, 1, 2, 3]}}
+
+
+def _best(fn, repeat):
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def _cluster(n):
+    from dask.distributed import Client, LocalCluster
+
+    t0 = time.perf_counter()
+    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                           dashboard_address=None, silence_logs=logging.ERROR)
+    client = Client(cluster, set_as_default=False)
+    client.wait_for_workers(n)
+    return cluster, client, time.perf_counter() - t0
+
+
+def part_limit(repeat):
+    gam = np.linspace(0.0, 10.0, 101)
+    ax = np.linspace(0.05, 1.0, 20)
+    cells = [(a, s) for a in ax for s in ax]
+    print("Part 1: 20 x 20 limit sweep, gamma in [0, 10] (101 points); wall seconds, "
+          f"best of {repeat}; {_load()}")
+    t_loop, loop = _best(lambda: [symflow.limit(a, s, gam) for a, s in cells], repeat)
+    t_dop, _ = _best(lambda: [symflow.limit(a, s, gam, method="DOP853") for a, s in cells], 1)
+    t_sync, ds = _best(lambda: symflow.sweep(LIMIT_SPEC, client="synchronous",
+                                             progress=False), repeat)
+    cluster, client, t_start = _cluster(2)
+    try:
+        symflow.sweep(LIMIT_SPEC, client=client, progress=False)  # workers import symflow
+        t_dask, ds2 = _best(lambda: symflow.sweep(LIMIT_SPEC, client=client, progress=False),
+                            repeat)
+    finally:
+        client.close()
+        cluster.close()
+    err = max(np.abs(ds.chi.values.reshape(400, -1)[i] - c.chi).max()
+              for i, c in enumerate(loop))
+    assert np.array_equal(ds.chi.values, ds2.chi.values)
+    print(f"  serial loop over symflow.limit (default)   {t_loop:7.3f} s")
+    print(f"  serial loop, method='DOP853'               {t_dop:7.3f} s")
+    print(f"  sweep, client='synchronous'                {t_sync:7.3f} s   "
+          f"{t_loop / t_sync:5.1f}x the default loop")
+    print(f"  sweep, running 2-worker LocalCluster       {t_dask:7.3f} s   "
+          f"{t_loop / t_dask:5.1f}x the default loop, {t_dop / t_dask:5.1f}x the DOP853 loop")
+    print(f"  (LocalCluster start-up, 2 workers: {t_start:.2f} s, paid by client=None)")
+    print(f"  max |chi(sweep) - chi(loop)| = {err:.1e} (solver tolerance)")
+    print()
+
+
+def _load():
+    import os
+
+    return "load average (1 min) {:.2f} on {} cores".format(os.getloadavg()[0], os.cpu_count())
+
+
+def part_simulate(repeat):
+    print("Part 2: 16-cell simulate sweep, d = 400, method 'exact'; wall seconds, best of "
+          f"{repeat}; {_load()} before")
+    times, results = {}, {}
+    for n in (1, 2):
+        cluster, client, t_start = _cluster(n)
+        try:
+            symflow.sweep({**SIM_SPEC, "grid": {"m": [100], "m_star": [50], "seed": [0]}},
+                          client=client, progress=False)  # warm the workers' imports
+            times[n], results[n] = _best(lambda: symflow.sweep(SIM_SPEC, client=client,
+                                                               progress=False), repeat)
+        finally:
+            client.close()
+            cluster.close()
+        cpu = float(results[n].solver_wall_time_s.sum())
+        print(f"  {n} worker(s): {times[n]:7.2f} s  (sum of per-cell solver times {cpu:.2f} s, "
+              f"i.e. {cpu / times[n]:.2f} cells running at a time; start-up {t_start:.2f} s)")
+    same = all(np.array_equal(results[1][v].values, results[2][v].values)
+               for v in ("phi", "chi", "risk"))
+    print(f"  2 vs 1 workers: {times[1] / times[2]:.2f}x; identical results: {same}; "
+          f"{_load()} after")
+    print("  (a per-cell sum well above the 1-worker one means the workers shared the cores "
+          "with other load)")
+    print()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--part", choices=("limit", "simulate", "both"), default="both")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    if args.part in ("limit", "both"):
+        part_limit(args.repeat)
+    if args.part in ("simulate", "both"):
+        part_simulate(max(1, args.repeat // 2))
+
+
+if __name__ == "__main__":
+    main()
