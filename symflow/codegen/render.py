@@ -272,12 +272,26 @@ def render_model_module(spec, blocks, backend, sgd=None):
         "mpmath.matrix of sizes (d, m), (d, m_star)"
     args = _doc_args(spec)
     wa = ", a, a_star" if spec.weighted else ""
-    risk_body = (_np_risk_lines if backend == "numpy" else _mp_risk_lines)(spec, blocks, be)
-    grad_body = (_np_grad_lines if backend == "numpy" else _mp_grad_lines)(spec, blocks, be)
+    general = any(b.monomials is None for b in blocks)
+    imports, helpers = be.imports, ""
+    if general:
+        from symflow.codegen import general as gen
+
+        risk_body = gen.general_risk_lines(spec, blocks, be)
+        grad_body = gen.general_grad_lines(spec, blocks, be)
+        helpers = gen.pair_helpers(blocks, backend) + "\n\n"
+        if backend == "numpy":
+            imports += ("import numpy\n\nfrom symflow.engine.quadrature import gauss_pair as "
+                        "_gauss_pair\nfrom symflow.engine.quadrature import "
+                        "gauss_single_product as _gauss_single_product\n"
+                        "from symflow.engine.quadrature import quad01 as _quad01\n")
+    else:
+        risk_body = (_np_risk_lines if backend == "numpy" else _mp_risk_lines)(spec, blocks, be)
+        grad_body = (_np_grad_lines if backend == "numpy" else _mp_grad_lines)(spec, blocks, be)
     doc_model = spec.description or spec.name
     out = [HEADER, f'"""Kernels for the model {spec.name!r} ({backend} backend).\n\n{doc_model}\n'
-           'Derived in symflow.derivation.model; rendered by symflow.codegen.\n"""\n', be.imports,
-           "\n",
+           'Derived in symflow.derivation.model; rendered by symflow.codegen.\n"""\n', imports,
+           "\n"] + ([helpers] if helpers else []) + [
            f"def risk_from_overlaps({_sig(spec)}):",
            f'    """Population risk L(Q, M, P).\n\n    Parameters\n    ----------\n'
            f'    Q, M, P : {shape}\n        Overlaps W^T W, W^T W*, W*^T W*.{args}\n\n'

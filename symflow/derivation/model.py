@@ -432,7 +432,10 @@ class SGDBlock:
     phi: sp.Expr
 
 
-def derive_sgd_blocks(spec: ModelSpec):
+SGD_MAX_TERMS = 200_000  # default budget: terms of one four-field SGD moment polynomial
+
+
+def derive_sgd_blocks(spec: ModelSpec, max_terms=SGD_MAX_TERMS):
     """Blocks of the eta^2 term E[g_j g_k] of online SGD (without the a_j a_k factor).
 
     g_j = 2 loss_scale (f - y) a_j s'(h_j); with y = f* + sqrt(noise) xi,
@@ -440,7 +443,14 @@ def derive_sgd_blocks(spec: ModelSpec):
     and (f - f*)^2 expands into student-student, student-teacher (x -2) and
     teacher-teacher pair sums: each a four-field Gaussian expectation (Isserlis).
     Returns (list of SGDBlock, noise pair polynomial in (x, y, z) for E[s'(h_j) s'(h_k)]).
+
+    Polynomial activations use the integer Isserlis tables of
+    :func:`symflow.engine.moments.expect_polynomial_generic` with the term budget
+    ``max_terms`` (estimated before deriving: :class:`BudgetExceeded` names the
+    estimate; None disables the budget).
     """
+    from symflow.engine.moments import expect_polynomial_generic
+
     ls = sp.sympify(spec.loss_scale)
     ds = sp.diff(spec.activation, _s)
     fields = sp.symbols("f_j f_k f_p f_q", real=True)
@@ -448,9 +458,18 @@ def derive_sgd_blocks(spec: ModelSpec):
     act = {"S": spec.activation, "T": spec.teacher_activation}
     blocks = []
     for name, pk, qk, coef in (("SS", "S", "S", 1), ("ST", "S", "T", -2), ("TT", "T", "T", 1)):
-        expr = (ds.subs(_s, fields[0]) * ds.subs(_s, fields[1])
-                * act[pk].subs(_s, fields[2]) * act[qk].subs(_s, fields[3]))
-        phi = expect(sp.expand(expr), fields, cov)
+        factors = [sp.Poly(ds, _s), sp.Poly(ds, _s), sp.Poly(act[pk], _s),
+                   sp.Poly(act[qk], _s)]
+        terms = {(): sp.Integer(1)}
+        for f in factors:  # product of one-field polynomials: exponents concatenate
+            terms = {k + (e,): c * fc for k, c in terms.items()
+                     for (e,), fc in f.terms()}
+        if all(sp.sympify(c).is_Rational for c in terms.values()):
+            phi = expect_polynomial_generic(terms, cov, max_terms)
+        else:  # irrational coefficients: the sympy path
+            expr = sp.Add(*[c * sp.Mul(*[fi**e for fi, e in zip(fields, k)])
+                            for k, c in terms.items()])
+            phi = expect(expr, fields, cov)
         blocks.append(SGDBlock(name, pk, qk, 4 * ls**2 * coef, phi))
     noise_pair = sp.expand(4 * ls**2 * sp.sympify(spec.noise) * pair_moment(ds, ds))
     return blocks, noise_pair

@@ -23,7 +23,7 @@ import functools
 
 import numpy as np
 
-__all__ = ["gauss_pair", "gauss_single", "quad01", "GH_NODES"]
+__all__ = ["gauss_pair", "gauss_single", "gauss_single_product", "quad01", "GH_NODES"]
 
 GH_NODES = 145
 _CHUNK = 1 << 22  # elements per block of the (batch, n, n) evaluation
@@ -43,6 +43,11 @@ def gauss_single(f, x, n=GH_NODES):
     x = np.asarray(x, dtype=float)
     u = np.sqrt(np.maximum(x, 0.0))[..., None] * a
     return np.sum(w * f(u), axis=-1)
+
+
+def gauss_single_product(f, g, x, n=GH_NODES):
+    """E[f(u) g(u)], u ~ N(0, x) (the i = j terms of a pair sum)."""
+    return gauss_single(lambda u: f(u) * g(u), x, n)
 
 
 def gauss_pair(f, g, x, y, z, n=GH_NODES):

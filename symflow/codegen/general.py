@@ -1,0 +1,277 @@
+"""Code generation for non-polynomial activations: pair functions evaluated elementwise.
+
+For polynomial models the risk is a sum of monomial contractions (:mod:`.render`).  For
+any other activation each block of the risk is ``coef * sum_ij w_i w_j phi(X_ii, Y_jj,
+C_ij)`` with a closed-form (or quadrature) ``phi``; the generated module defines, per
+block, ``_<B>_phi(x, y, z)``, ``_<B>_grad(x, y, z)`` (Price-derived partials) and, for
+the diagonal blocks, ``_<B>_psi(x)`` / ``_<B>_dpsi(x)`` (the i = j terms, one field
+twice), each printed after sympy's common-subexpression elimination.  The kernels
+broadcast them over the unit pairs (numpy) or loop over them (mpmath).
+
+Printing is defensive where Gaussian closed forms touch the boundary of their domain
+(aligned units, |rho| = 1): fractional powers clamp their base at 0 and ``asin`` clips
+its argument to [-1, 1], so round-off of order eps cannot produce NaN.  Integrals left
+by Price's rule (four or more step shapes) become tanh-sinh quadratures
+(:func:`symflow.engine.quadrature.quad01`; ``mpmath.quad`` in the mpmath backend).
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.printing.numpy import NumPyPrinter
+from sympy.printing.pycode import MpmathPrinter
+
+__all__ = ["function_source", "general_risk_lines", "general_grad_lines", "pair_helpers",
+           "numeric_activation_source"]
+
+
+class _NumpyGauss(NumPyPrinter):
+    def _print_Pow(self, expr, rational=False):
+        b, e = expr.as_base_exp()
+        if e.is_Rational and not e.is_Integer and not b.is_number:
+            base = f"numpy.maximum({self._print(b)}, 0.0)"
+            if e == sp.Rational(1, 2):
+                return f"numpy.sqrt({base})"
+            if e == -sp.Rational(1, 2):
+                return f"(1/numpy.sqrt({base}))"
+            return f"{base}**({self._print(e)})"
+        return super()._print_Pow(expr, rational=rational)
+
+    def _print_asin(self, expr):
+        return f"numpy.arcsin(numpy.clip({self._print(expr.args[0])}, -1.0, 1.0))"
+
+    def _print_Function(self, expr):
+        name = expr.func.__name__
+        if name.startswith(("gauss_pair_", "gauss_single_")):
+            kind, block = name.split("_")[1], name.split("_", 2)[2]
+            a, b = (int(v) for v in expr.args[:2])
+            rest = ", ".join(self._print(v) for v in expr.args[2:])
+            fn = "_gauss_pair" if kind == "pair" else "_gauss_single_product"
+            return f"{fn}(_ACT_{block}[0][{a}], _ACT_{block}[1][{b}], {rest})"
+        return super()._print_Function(expr)
+
+
+class _MpmathGauss(MpmathPrinter):
+    def _print_Pow(self, expr, rational=False):
+        b, e = expr.as_base_exp()
+        if e.is_Rational and not e.is_Integer and not b.is_number:
+            base = f"max({self._print(b)}, 0)"
+            return f"mpmath.power({base}, mpmath.mpf({e.p})/{e.q})"
+        return super()._print_Pow(expr, rational=rational)
+
+    def _print_asin(self, expr):
+        return f"mpmath.asin(min(max({self._print(expr.args[0])}, -1), 1))"
+
+    def _print_Rational(self, expr):
+        return f"(mpmath.mpf({expr.p})/mpmath.mpf({expr.q}))"
+
+    def _print_Function(self, expr):
+        name = expr.func.__name__
+        if name.startswith(("gauss_pair_", "gauss_single_")):
+            raise NotImplementedError("numeric (quadrature) activations have no mpmath "
+                                      "backend; use dps= only with closed-form activations")
+        return super()._print_Function(expr)
+
+
+PRINTERS = {"numpy": _NumpyGauss, "mpmath": _MpmathGauss}
+
+
+def function_source(name, args, exprs, backend, broadcast=True):
+    """Source of ``def name(*args)`` returning ``exprs`` (a tuple if several).
+
+    Common subexpressions are extracted (``sympy.cse``, deterministic symbol names);
+    each ``sympy.Integral`` over [0, 1] becomes a nested integrand function and a
+    quadrature call.  With ``broadcast`` (numpy), results are broadcast to the shape of
+    the arguments (a constant still returns one value per pair).
+    """
+    printer = PRINTERS[backend]()
+    exprs = [sp.sympify(e) for e in exprs]
+    integrals = sorted({i for e in exprs for i in e.atoms(sp.Integral)}, key=sp.srepr)
+    lines = [f"def {name}({', '.join(str(a) for a in args)}):"]
+    repl = {}
+    for k, integral in enumerate(integrals):
+        (var, lo, hi), = integral.limits
+        if (lo, hi) != (0, 1):
+            raise ValueError(f"only integrals over [0, 1] are generated, got {integral}")
+        t = sp.Symbol("t", positive=True)
+        body = function_source(f"_f{k}", [t] + list(args), [integral.function.subs(var, t)],
+                               backend, broadcast=False)
+        lines += ["    " + ln for ln in body.splitlines()]
+        placeholder = sp.Symbol(f"_I{k}")
+        repl[integral] = placeholder
+        arglist = ", ".join(str(a) for a in args)
+        if backend == "numpy":
+            lines.append(f"    _I{k} = _quad01(lambda t: _f{k}(t, {arglist}), "
+                         f"numpy.broadcast({arglist}).ndim)")
+        else:
+            lines.append(f"    _I{k} = mpmath.quad(lambda t: _f{k}(t, {arglist}), [0, 1])")
+    exprs = [e.xreplace(repl) for e in exprs]
+    subs, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("_x"), order="canonical")
+    for sym, val in subs:
+        lines.append(f"    {sym} = {printer.doprint(val)}")
+    outs = [printer.doprint(e) for e in reduced]
+    if broadcast and backend == "numpy" and args:
+        zero = " + ".join(str(a) for a in args)
+        outs = [f"{o} + 0.0 * ({zero})" for o in outs]
+    lines.append(f"    return {outs[0] if len(outs) == 1 else ', '.join(outs)}")
+    return "\n".join(lines) + "\n"
+
+
+def numeric_activation_source(block, pair):
+    """Module-level ``_ACT_<block> = ((s1, s1', s1''), (s2, s2', s2''))`` as numpy lambdas
+    (quadrature path), or None when an activation is a Python callable (bound at run
+    time, see :class:`symflow.numerics.model.Model`)."""
+    from symflow.derivation.model import _s
+
+    printer = _NumpyGauss()
+    u = sp.Symbol("u", real=True)
+    sides = []
+    for ders in pair.derivatives:
+        if not all(isinstance(d, sp.Expr) for d in ders):
+            return None
+        sides.append("(" + ", ".join(f"lambda u: {printer.doprint(d.subs(_s, u))} + 0.0 * u"
+                                     for d in ders) + ")")
+    return f"_ACT_{block} = ({sides[0]}, {sides[1]})\n"
+
+
+def pair_helpers(blocks, backend):
+    """Source of the per-block pair functions (see the module docstring)."""
+    from symflow.derivation.model import x, y, z
+
+    out = []
+    for b in blocks:
+        pf = b.pair
+        if pf.numeric and backend == "numpy":
+            src = numeric_activation_source(b.name, pf)
+            out.append(src if src is not None else f"_ACT_{b.name} = None  # bound at run time\n")
+        out.append(function_source(f"_{b.name}_phi", (x, y, z), [pf.phi], backend))
+        grads = _needed_partials(b)
+        if grads:
+            out.append(function_source(f"_{b.name}_grad", (x, y, z),
+                                       [getattr(pf, g) for g in grads], backend))
+        if b.row == b.col:
+            out.append(function_source(f"_{b.name}_psi", (x,), [pf.psi], backend))
+            if b.cross in ("Q", "M"):
+                out.append(function_source(f"_{b.name}_dpsi", (x,), [pf.d_psi], backend))
+    return "\n\n".join(out)
+
+
+def _needed_partials(b):
+    """Partials of phi the gradient needs: P is constant along the flow."""
+    return {"Q": ("d_x", "d_y", "d_z"), "M": ("d_x", "d_z"), "P": ()}[b.cross]
+
+
+def _weights(spec, b, backend):
+    if not spec.weighted:
+        return None, None
+    r, c = b.row_weight, b.col_weight
+    if backend == "numpy":
+        return f"{r}[..., :, None] * {c}[..., None, :]", f"{r} * {r}"
+    return f"{r}[i] * {c}[j]", f"{r}[i] * {r}[i]"
+
+
+def general_risk_lines(spec, blocks, be):
+    """Body of ``risk_from_overlaps`` for pair-function blocks (numpy or mpmath)."""
+    num = be.name == "numpy"
+    diag = {"Q": "dQ", "P": "dP"}
+    if num:
+        lines = ["    dQ = np.diagonal(Q, axis1=-2, axis2=-1)",
+                 "    dP = np.diagonal(P, axis1=-2, axis2=-1)",
+                 f"    out = {be.num(_const(spec))} + 0.0 * dQ[..., 0]"]
+    else:
+        lines = [f"    out = {be.num(_const(spec))}"]
+    for b in blocks:
+        w, wd = _weights(spec, b, be.name)
+        c = be.num(b.coef)
+        if num:
+            X, Y = f"{diag[b.row]}[..., :, None]", f"{diag[b.col]}[..., None, :]"
+            if b.row == b.col:
+                lines += [f"    off = ~np.eye({b.cross}.shape[-1], dtype=bool)  # {b.name}",
+                          f"    v = np.where(off, _{b.name}_phi({X}, {Y}, "
+                          f"np.where(off, {b.cross}, 0.0)), 0.0)"]
+                dsum = f"_{b.name}_psi({diag[b.row]})" + (f" * {wd}" if wd else "")
+                lines.append(f"    out = out + {c} * (np.sum(v{' * ' + w if w else ''}, "
+                             f"axis=(-2, -1)) + np.sum({dsum}, axis=-1))")
+            else:
+                lines += [f"    v = _{b.name}_phi({X}, {Y}, {b.cross})  # {b.name}",
+                          f"    out = out + {c} * np.sum(v{' * ' + w if w else ''}, "
+                          "axis=(-2, -1))"]
+        else:
+            term = (f"(_{b.name}_psi({b.row}[i, i]) if i == j else "
+                    f"_{b.name}_phi({b.row}[i, i], {b.col}[j, j], {b.cross}[i, j]))"
+                    if b.row == b.col else
+                    f"_{b.name}_phi({b.row}[i, i], {b.col}[j, j], {b.cross}[i, j])")
+            lines.append(f"    out += {c} * mpmath.fsum({term}{' * ' + w if w else ''} "
+                         f"for i in range({b.row}.rows) for j in range({b.col}.rows))"
+                         f"  # {b.name}")
+    if spec.weight_decay != 0:
+        half = be.num(spec.weight_decay / 2)
+        lines.append(f"    out = out + {half} * np.sum(dQ, axis=-1)" if num else
+                     f"    out += {half} * mpmath.fsum(Q[i, i] for i in range(Q.rows))")
+    lines.append("    return out")
+    return lines
+
+
+def general_grad_lines(spec, blocks, be):
+    """Body of ``overlap_grad`` for pair-function blocks (numpy or mpmath)."""
+    num = be.name == "numpy"
+    if num:
+        lines = ["    dQ = np.diagonal(Q, axis1=-2, axis2=-1)",
+                 "    dP = np.diagonal(P, axis1=-2, axis2=-1)",
+                 "    G_Q = np.zeros(np.broadcast_shapes(Q.shape, M.shape[:-2] + Q.shape[-2:]))",
+                 "    G_M = np.zeros(np.broadcast_shapes(M.shape, Q.shape[:-2] + M.shape[-2:]))",
+                 "    g_dQ = np.zeros(G_Q.shape[:-1])"]
+    else:
+        lines = ["    G_Q = mpmath.zeros(Q.rows, Q.cols)",
+                 "    G_M = mpmath.zeros(M.rows, M.cols)"]
+    for b in blocks:
+        if b.cross == "P":
+            continue
+        w, wd = _weights(spec, b, be.name)
+        c = be.num(b.coef)
+        mul = f" * {w}" if w else ""
+        if num and b.cross == "Q":
+            lines += ["    off = ~np.eye(Q.shape[-1], dtype=bool)  # QQ",
+                      "    dx, dy, dz = _QQ_grad(dQ[..., :, None], dQ[..., None, :], "
+                      "np.where(off, Q, 0.0))",
+                      f"    G_Q = G_Q + {c} * np.where(off, dz{mul}, 0.0)",
+                      f"    g_dQ = g_dQ + {c} * (np.sum(np.where(off, dx{mul}, 0.0), axis=-1) "
+                      f"+ np.sum(np.where(off, dy{mul}, 0.0), axis=-2) + _QQ_dpsi(dQ)"
+                      f"{' * ' + wd if wd else ''})"]
+        elif num:
+            lines += [f"    dx, dz = _{b.name}_grad(dQ[..., :, None], dP[..., None, :], M)"
+                      f"  # {b.name}",
+                      f"    G_M = G_M + {c} * dz{mul}",
+                      f"    g_dQ = g_dQ + {c} * np.sum(dx{mul}, axis=-1)"]
+        elif b.cross == "Q":
+            lines += ["    for i in range(Q.rows):  # QQ",
+                      "        for j in range(Q.rows):",
+                      "            if i == j:",
+                      f"                G_Q[i, i] += {c} * _QQ_dpsi(Q[i, i])"
+                      + (f" * {wd}" if wd else ""),
+                      "                continue",
+                      "            dx, dy, dz = _QQ_grad(Q[i, i], Q[j, j], Q[i, j])",
+                      f"            G_Q[i, j] += {c} * dz{mul}",
+                      f"            G_Q[i, i] += {c} * dx{mul}",
+                      f"            G_Q[j, j] += {c} * dy{mul}"]
+        else:
+            lines += [f"    for i in range(M.rows):  # {b.name}",
+                      "        for j in range(M.cols):",
+                      f"            dx, dz = _{b.name}_grad(Q[i, i], P[j, j], M[i, j])",
+                      f"            G_M[i, j] += {c} * dz{mul}",
+                      f"            G_Q[i, i] += {c} * dx{mul}"]
+    half = be.num(spec.weight_decay / 2) if spec.weight_decay != 0 else None
+    if num:
+        if half:
+            lines.append(f"    g_dQ = g_dQ + {half}")
+        lines += ["    G_Q = G_Q + g_dQ[..., :, None] * np.eye(Q.shape[-1])",
+                  "    return G_Q, G_M"]
+    else:
+        if half:
+            lines += ["    for i in range(Q.rows):", f"        G_Q[i, i] += {half}"]
+        lines.append("    return G_Q, G_M")
+    return lines
+
+
+def _const(spec):
+    return sp.sympify(spec.loss_scale) * sp.sympify(spec.noise)
