@@ -275,3 +275,153 @@ def general_grad_lines(spec, blocks, be):
 
 def _const(spec):
     return sp.sympify(spec.loss_scale) * sp.sympify(spec.noise)
+
+
+# ----------------------------------------------------------------- online SGD
+_SLOTS = ("j", "k", "p", "q")
+_NP_AXES = {"j": 0, "k": 1, "p": 2, "q": 3}
+
+
+def _slot_array(a, b, kind):
+    """numpy source of the covariance of slots a, b broadcast over (..., j, k, p, q)."""
+    ka, kb = kind[a], kind[b]
+    if a == b:
+        src = "dQ" if ka == "S" else "dP"
+        shape = ["None"] * 4
+        shape[_NP_AXES[a]] = ":"
+        return f"{src}[..., {', '.join(shape)}]"
+    src = {("S", "S"): "Q", ("S", "T"): "M", ("T", "S"): "M_T", ("T", "T"): "P"}[(ka, kb)]
+    shape = ["None"] * 4
+    shape[_NP_AXES[a]], shape[_NP_AXES[b]] = ":", ":"
+    # the two indexed axes keep their order a < b in (j, k, p, q)
+    return f"{src}[..., {', '.join(shape)}]"
+
+
+def render_general_sgd(spec, sgd_blocks, noise, backend):
+    """Source of ``sgd_term`` for closed-form activations (see
+    :mod:`symflow.derivation.sgd`): generic four-field formula, overwritten on the
+    coincident index tuples by the formula of their pattern."""
+    from symflow.derivation.model import C4, x, y, z
+
+    num = backend == "numpy"
+    syms = sorted(C4.values(), key=str)
+    helpers = []
+    for b in sgd_blocks:
+        helpers.append(function_source(f"_{b.name}_phi4", syms, [b.phi], backend,
+                                       broadcast=False))
+        for i, (part, expr) in enumerate(b.patterns):
+            args = sorted(expr.free_symbols & set(syms), key=str)
+            helpers.append(function_source(f"_{b.name}_pattern{i}", args, [expr], backend,
+                                           broadcast=False))
+    nphi, npsi = noise
+    if nphi != 0:
+        helpers.append(function_source("_noise_phi", (x, y, z), [nphi], backend))
+        helpers.append(function_source("_noise_psi", (x,), [npsi], backend))
+    wname = {"S": "a", "T": "a_star"}
+    from symflow.codegen.render import _sig
+
+    lines = ["", "", f"def sgd_term({_sig(spec)}):",
+             '    """eta^2 term of the online-SGD overlap ODE: E[g_j g_k] (m x m).\n\n'
+             '    dQ/dt = eta * (gradient-flow dQ/dt) + eta^2 * sgd_term, t = samples / d.\n'
+             '    """']
+    if num:
+        lines += ["    Q, M, P = (np.asarray(Q, dtype=float), np.asarray(M, dtype=float),"
+                  " np.asarray(P, dtype=float))",
+                  "    dQ = np.diagonal(Q, axis1=-2, axis2=-1)",
+                  "    dP = np.diagonal(P, axis1=-2, axis2=-1)",
+                  "    M_T = np.swapaxes(M, -1, -2)",
+                  "    m, ms = Q.shape[-1], P.shape[-1]",
+                  "    out = 0.0 * Q",
+                  "    n_of = {'S': m, 'T': ms}",
+                  "    with np.errstate(invalid='ignore', divide='ignore', over='ignore'):"]
+        for b in sgd_blocks:
+            kind = {"j": "S", "k": "S", "p": b.p_kind, "q": b.q_kind}
+            lines.append(f"        # block {b.name}")
+            for s in syms:
+                a_, b_ = str(s)[2], str(s)[3]
+                lines.append(f"        {s} = {_slot_array(a_, b_, kind)}")
+            lines.append(f"        v = _{b.name}_phi4({', '.join(str(s) for s in syms)})")
+            if b.patterns:
+                lines += ["        ix = {'j': np.arange(m)[:, None, None, None], "
+                          "'k': np.arange(m)[None, :, None, None],",
+                          f"              'p': np.arange(n_of['{b.p_kind}'])[None, None, :, None],"
+                          f" 'q': np.arange(n_of['{b.q_kind}'])[None, None, None, :]}}"]
+            for i, (part, expr) in enumerate(b.patterns):
+                conds = []
+                block_of = {s: bi for bi, blk in enumerate(part) for s in blk}
+                for ai, a_ in enumerate(_SLOTS):
+                    for b_ in _SLOTS[ai + 1:]:
+                        if kind[a_] != kind[b_]:
+                            continue
+                        op = "==" if block_of[a_] == block_of[b_] else "!="
+                        conds.append(f"(ix['{a_}'] {op} ix['{b_}'])")
+                args = ", ".join(str(s) for s in sorted(expr.free_symbols & set(syms),
+                                                          key=str))
+                lines.append(f"        v = np.where({' & '.join(conds)}, "
+                             f"_{b.name}_pattern{i}({args}), v)  # {part}")
+            w = (f" * {wname[b.p_kind]}[..., None, None, :, None]"
+                 f" * {wname[b.q_kind]}[..., None, None, None, :]") if spec.weighted else ""
+            lines.append(f"        full = Q.shape[:-2] + (m, m, n_of['{b.p_kind}'], "
+                         f"n_of['{b.q_kind}'])")
+            lines.append(f"        out = out + {_num(b.coef, backend)} * np.sum(np.broadcast_to("
+                         f"v{w}, full), axis=(-2, -1))")
+        if nphi != 0:
+            lines += ["    off = ~np.eye(m, dtype=bool)",
+                      "    out = out + np.where(off, _noise_phi(dQ[..., :, None], "
+                      "dQ[..., None, :], np.where(off, Q, 0.0)), 0.0)",
+                      "    out = out + np.eye(m) * _noise_psi(dQ)[..., :, None]"]
+        if spec.weighted:
+            lines.append("    out = out * a[..., :, None] * a[..., None, :]")
+        lines.append("    return out")
+    else:
+        lines += ["    Q, M, P = mpmath.matrix(Q), mpmath.matrix(M), mpmath.matrix(P)",
+                  "    m, ms = Q.rows, P.rows",
+                  "    out = mpmath.zeros(m, m)",
+                  "    mats = {'SS': Q, 'ST': M, 'TS': M.T, 'TT': P}",
+                  "    n_of = {'S': m, 'T': ms}",
+                  "    for j in range(m):",
+                  "        for k in range(m):",
+                  "            acc = []"]
+        for b in sgd_blocks:
+            kind = {"j": "S", "k": "S", "p": b.p_kind, "q": b.q_kind}
+            lines += [f"            for p in range(n_of['{b.p_kind}']):  # {b.name}",
+                      f"                for q in range(n_of['{b.q_kind}']):",
+                      "                    idx = {'j': j, 'k': k, 'p': p, 'q': q}"]
+            for s in syms:
+                a_, b_ = str(s)[2], str(s)[3]
+                lines.append(f"                    {s} = mats['{kind[a_]}{kind[b_]}']"
+                             f"[idx['{a_}'], idx['{b_}']]")
+            branch = "if"
+            for i, (part, expr) in enumerate(b.patterns):
+                block_of = {s: bi for bi, blk in enumerate(part) for s in blk}
+                conds = []
+                for ai, a_ in enumerate(_SLOTS):
+                    for b_ in _SLOTS[ai + 1:]:
+                        if kind[a_] == kind[b_]:
+                            op = "==" if block_of[a_] == block_of[b_] else "!="
+                            conds.append(f"idx['{a_}'] {op} idx['{b_}']")
+                args = ", ".join(str(s) for s in sorted(expr.free_symbols & set(syms),
+                                                          key=str))
+                lines += [f"                    {branch} {' and '.join(conds)}:",
+                          f"                        v = _{b.name}_pattern{i}({args})"]
+                branch = "elif"
+            call = f"_{b.name}_phi4({', '.join(str(s) for s in syms)})"
+            if b.patterns:
+                lines += ["                    else:", f"                        v = {call}"]
+            else:
+                lines.append(f"                    v = {call}")
+            w = (f" * {wname[b.p_kind]}[p] * {wname[b.q_kind]}[q]") if spec.weighted else ""
+            lines.append(f"                    acc.append({_num(b.coef, backend)} * v{w})")
+        if nphi != 0:
+            lines.append("            acc.append(_noise_psi(Q[j, j]) if j == k else "
+                         "_noise_phi(Q[j, j], Q[k, k], Q[j, k]))")
+        w = " * a[j] * a[k]" if spec.weighted else ""
+        lines += [f"            out[j, k] = mpmath.fsum(acc){w}", "    return out"]
+    return "\n\n".join(helpers) + "\n".join(lines) + "\n"
+
+
+def _num(c, backend):
+    c = sp.nsimplify(c)
+    if backend == "mpmath" and c.is_Rational:
+        return f"(mpmath.mpf({c.p})/mpmath.mpf({c.q}))"
+    return f"({NumPyPrinter().doprint(c)})" if backend == "numpy" else f"({c})"

@@ -224,11 +224,14 @@ def _times_z(terms):
 
 
 def _tidy(e):
-    """Light simplification that keeps the derivation fast and the output deterministic."""
+    """Simplification for small expressions only, and only when it shortens them
+    (``sympy.simplify`` takes tens of seconds on the larger ones and often lengthens
+    them; the code generator extracts common subexpressions anyway)."""
     e = sp.sympify(e)
-    if e.has(sp.Integral):
+    if e.has(sp.Integral) or sp.count_ops(e) > 80:
         return e
-    return sp.simplify(sp.expand(e))
+    s = sp.simplify(e)
+    return s if sp.count_ops(s) <= sp.count_ops(e) else e
 
 
 def _numeric_pair_functions(s1, s2, name, diagonal):
@@ -289,7 +292,10 @@ def risk_sum_expr(spec: ModelSpec):
     total = constant_term(spec)
     for b in derive_blocks(spec):
         term = 0
-        for c, p, q, r in b.monomials:
+        if b.monomials is None:  # pair function (phi is continuous at i = j)
+            term = b.coef * b.phi.subs({x: base[b.row][i, i], y: base[b.col][j, j],
+                                        z: base[b.cross][i, j]}, simultaneous=True)
+        for c, p, q, r in b.monomials or ():
             term += c * base[b.row][i, i] ** p * base[b.col][j, j] ** q \
                 * base[b.cross][i, j] ** r
         if spec.weighted:

@@ -29,7 +29,8 @@ import sympy as sp
 from symflow.engine.gaussian import Factor
 
 __all__ = ["relu", "leaky_relu", "ncdf", "gelu", "sigmoid", "softplus", "parse_activation",
-           "decompose", "derivative_terms", "is_polynomial", "NotClosedForm", "NAMES",
+           "decompose", "derivative_terms", "multiply_terms", "is_polynomial",
+           "NotClosedForm", "NAMES",
            "MAX_DEGREE"]
 
 MAX_DEGREE = 8  # polynomial degree cap (moment tables grow quickly)
@@ -287,8 +288,8 @@ def derivative_terms(terms):
                                 "activation) is not supported")
         if f.power:
             out.append((c * f.power, Factor(f.power - 1, f.shape, f.param)))
-        if f.shape == "H":
-            out.append((c, Factor(f.power, "delta")))
+        if f.shape == "H" and f.power == 0:  # z^k delta(z) = 0 for k >= 1
+            out.append((c, Factor(0, "delta")))
         elif f.shape == "erf":
             out.append((c * 2 * f.param / sp.sqrt(sp.pi), Factor(f.power, "gauss", f.param**2)))
         elif f.shape == "gauss":
@@ -303,3 +304,40 @@ def _collect(terms):
     return [(c, f) for f, c in acc.items() if c != 0]
 
 
+
+
+def multiply_terms(*term_lists):
+    """Terms of the product of activations of the *same* field (u^a shape1 * u^b shape2).
+
+    Supported products of shapes: 1 * X = X, H * H = H, exp(-c1 u^2) exp(-c2 u^2) =
+    exp(-(c1 + c2) u^2), delta(u) u^k = 0 (k >= 1); anything else (erf * erf, H * erf,
+    H * exp, delta * delta) raises :class:`NotClosedForm`.
+    """
+    out = [(sp.Integer(1), Factor())]
+    for terms in term_lists:
+        acc = []
+        for c1, f1 in out:
+            for c2, f2 in terms:
+                acc.append((c1 * c2, _multiply(f1, f2)))
+        out = _collect([(c, f) for c, f in acc if f is not None])
+    return out
+
+
+def _multiply(f, g):
+    power = f.power + g.power
+    shapes = {f.shape, g.shape} - {"1"}
+    if not shapes:
+        return Factor(power)
+    if len(shapes) == 1:
+        (shape,) = shapes
+        if f.shape == g.shape == shape:
+            if shape == "H":
+                return Factor(power, "H")
+            if shape == "gauss":
+                return Factor(power, "gauss", f.param + g.param)
+            raise NotClosedForm(f"no rule for {shape} * {shape} on one field")
+        other = g if f.shape == "1" else f
+        if other.shape == "delta" and power:
+            return None  # u^k delta(u) = 0
+        return Factor(power, other.shape, other.param)
+    raise NotClosedForm(f"no rule for {f.shape} * {g.shape} on one field")

@@ -14,57 +14,17 @@ Source: MATH.md sections 2-4 (extended); derivation in
 from __future__ import annotations
 
 import functools
-import re
+import hashlib
+import os
 import types
+from pathlib import Path
 
 import numpy as np
 
+from symflow._io import atomic_write_text
 from symflow._validate import finite_float, positive_int
 
 __all__ = ["Model"]
-
-
-_NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
-_CHARS = re.compile(r"[A-Za-z0-9_\s+\-*/^().,]*")
-
-
-_MAX_DEGREE = 8
-_POW = re.compile(r"(\*\*|\^)\s*(\(\s*)?(?P<n>\d+)?")
-_HE = re.compile(r"\bHe\s*\(\s*(?P<n>\d+)?")
-
-
-def _parse(text, name):
-    """Parse a polynomial string safely.
-
-    Only one-letter variable names, numbers (at most 30 digits), + - * / ( ) , spaces,
-    integer exponents <= 8 after ** or ^, and He(n, v) with an integer n <= 8 are
-    accepted, so parsing can neither run code nor blow up (e.g. 9**9**9).
-    """
-    import sympy as sp
-
-    if not isinstance(text, str) or len(text) > 2000 or not _CHARS.fullmatch(text):
-        raise ValueError(f"{name} must be a polynomial string (letters, digits, spaces and "
-                         f"+ - * / ^ ( ) , .), got {text!r}")
-    words = _NAME.findall(text)
-    bad = sorted({w for w in words if len(w) > 1 and w != "He"} |
-                 {w for w in words if w in ("I", "E", "S", "N", "O", "Q")})
-    if bad:
-        raise ValueError(f"{name} must be a polynomial in one-letter variables (numbers, "
-                         f"+ - * / ** and He(n, z)); got {bad} in {text!r}")
-    if re.search(r"(?<!\d)\.|\.(?!\d)", text):
-        raise ValueError(f"{name}: '.' is only allowed as a decimal point, got {text!r}")
-    if any(len(d) > 30 for d in re.findall(r"\d+", text)):
-        raise ValueError(f"{name}: numbers with more than 30 digits are not allowed")
-    for pat, what in ((_POW, "exponents"), (_HE, "He orders")):
-        for mt in pat.finditer(text):
-            if mt.group("n") is None or int(mt.group("n")) > _MAX_DEGREE:
-                raise ValueError(f"{name}: {what} must be integers <= {_MAX_DEGREE} written "
-                                 f"as digits, got {text!r}")
-    try:
-        return sp.sympify(text, locals={"He": lambda n, v: sp.hermite_prob(n, v)},
-                          rational=True)
-    except Exception as exc:  # sympify can raise many types on malformed input
-        raise ValueError(f"{name} could not be parsed: {text!r}") from exc
 
 
 def _coefficient(c, name):
@@ -74,72 +34,257 @@ def _coefficient(c, name):
     return sp.nsimplify(c, rational=True)
 
 
+class CallableActivation:
+    """A numpy-vectorised Python callable used as an activation (numeric family).
+
+    Derivatives for the flow (Price: E[s' s'], E[u s' s]) are taken by the complex step
+    ``Im f(u + i h) / h`` (exact to round-off) when ``f`` accepts complex input, else by a
+    sixth-order central difference (relative error ~1e-10); the second derivative by a
+    central difference of the first (~1e-9).
+    """
+
+    def __init__(self, f, name):
+        self.f, self.name = f, name
+        u = np.linspace(-6.0, 6.0, 13)
+        try:
+            with np.errstate(all="ignore"):
+                v = np.asarray(f(u), dtype=float)
+        except Exception as exc:
+            raise ValueError(f"{name}: the callable failed on a numpy array of inputs "
+                             f"({type(exc).__name__}: {exc}); it must be vectorised") from exc
+        if v.shape != u.shape:
+            raise ValueError(f"{name}: the callable must map an array to an array of the "
+                             f"same shape, got {v.shape} for {u.shape}")
+        try:
+            with np.errstate(all="ignore"):
+                w = np.asarray(f(u + 1e-30j))
+            self.complex_step = np.iscomplexobj(w) and np.allclose(w.real, v, rtol=1e-12)
+        except Exception:
+            self.complex_step = False
+
+    def __call__(self, u):
+        return np.asarray(self.f(u), dtype=float)
+
+    def derivative(self, k):
+        """Vectorised k-th derivative (k = 0, 1, 2)."""
+        if k == 0:
+            return self
+        if k == 1:
+            if self.complex_step:
+                return lambda u: np.imag(self.f(np.asarray(u) + 1e-20j)) / 1e-20
+            h = 1e-3
+            c = (-1 / 60, 3 / 20, -3 / 4, 0.0, 3 / 4, -3 / 20, 1 / 60)
+            return lambda u: sum(ci * self(np.asarray(u) + (i - 3) * h)
+                                 for i, ci in enumerate(c) if ci) / h
+        d1, h = self.derivative(1), 1e-4
+        return lambda u: (d1(np.asarray(u) + h) - d1(np.asarray(u) - h)) / (2 * h)
+
+    def __repr__(self):
+        return f"callable {getattr(self.f, '__name__', type(self.f).__name__)}"
+
+
+def _check_numeric(expr_or_callable, name):
+    """A numeric activation must be finite and grow at most polynomially (so that its
+    Gaussian expectations exist): |s(u)| <= 1e6 (1 + |u|)^8 on u in [-50, 50]."""
+    u = np.linspace(-50.0, 50.0, 1001)
+    if isinstance(expr_or_callable, CallableActivation):
+        f = expr_or_callable
+    else:
+        import sympy as sp
+
+        from symflow.derivation.model import _s
+
+        f = sp.lambdify(_s, expr_or_callable, "numpy")
+    with np.errstate(all="ignore"):
+        v = np.broadcast_to(np.asarray(f(u), dtype=float), u.shape)
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"{name} returns non-finite values on [-50, 50]")
+    if np.any(np.abs(v) > 1e6 * (1 + np.abs(u)) ** 8):
+        raise ValueError(f"{name} grows faster than a polynomial: its Gaussian expectations "
+                         "may not exist")
+
+
 def _activation_expr(act, basis, name):
-    """sympy polynomial in the symbol ``s`` of the derivation from user input."""
+    """The activation of the derivation (sympy expression in ``_s``, or a
+    :class:`CallableActivation`) from user input, validated."""
     import sympy as sp
 
-    from symflow.derivation.model import _s
+    from symflow.derivation.model import _s, activation_kind
+    from symflow.engine.activations import MAX_DEGREE, decompose, parse_activation
 
     if isinstance(act, (list, tuple, np.ndarray)):
         coeffs = [_coefficient(c, name) for c in act]
         if not coeffs:
             raise ValueError(f"{name} coefficient list must be non-empty")
+        if len(coeffs) > MAX_DEGREE + 1:
+            raise ValueError(f"{name} has degree {len(coeffs) - 1}; at most {MAX_DEGREE} is "
+                             "supported")
         if basis == "monomial":
             return sp.expand(sum(c * _s**k for k, c in enumerate(coeffs)))
         if basis == "hermite":
             return sp.expand(sum(c * sp.hermite_prob(k, _s) for k, c in enumerate(coeffs)))
         raise ValueError(f"basis must be 'monomial' or 'hermite', got {basis!r}")
     if isinstance(act, str):
-        act = _parse(act, name)
+        act = parse_activation(act, name)
+    elif callable(act) and not isinstance(act, sp.Basic):
+        act = CallableActivation(act, name)
+        _check_numeric(act, name)
+        return act
     if not isinstance(act, sp.Expr):
-        raise TypeError(f"{name} must be a sympy expression, a string or a coefficient list, "
-                        f"got {type(act).__name__}")
+        raise TypeError(f"{name} must be a string, a sympy expression, a callable or a "
+                        f"coefficient list, got {type(act).__name__}")
     free = act.free_symbols
     if len(free) > 1:
-        raise ValueError(f"{name} must be a polynomial in one symbol, got symbols {free}")
+        raise ValueError(f"{name} must be a function of one variable, got symbols {free}")
     expr = act.subs(next(iter(free)), _s) if free else act
-    if not sp.sympify(expr).is_polynomial(_s):
-        raise ValueError(f"{name} must be a polynomial, got {act}")
-    poly = sp.Poly(sp.nsimplify(sp.expand(expr), rational=True), _s)
-    for c in poly.coeffs():
-        if not (c.is_real and c.is_finite) or not np.isfinite(float(c)) or \
-                abs(float(c)) > 1e100:
+    expr = sp.nsimplify(sp.expand(expr), rational=True)
+    kind = activation_kind(expr)
+    if kind == "numeric":
+        _check_numeric(expr, name)
+        return expr
+    if kind == "polynomial":
+        coeffs = sp.Poly(expr, _s).coeffs()
+        degree = sp.Poly(expr, _s).degree()
+    else:
+        terms = decompose(expr, _s)
+        coeffs = [c for c, _ in terms]
+        degree = max(f.power for _, f in terms)
+        for _, f in terms:
+            if f.shape == "erf" and not (0 < float(f.param) <= 1e6):
+                raise ValueError(f"{name}: the erf scale must be in (0, 1e6], got {f.param}")
+    for c in coeffs:
+        if not (c.is_real and c.is_finite) or abs(float(c)) > 1e100:
             raise ValueError(f"{name} must have real coefficients of magnitude <= 1e100, "
                              f"got {act}")
-    if poly.degree() > _MAX_DEGREE:
-        raise ValueError(f"{name} has degree {poly.degree()}; at most 8 is supported (the "
+    if degree > MAX_DEGREE:
+        raise ValueError(f"{name} has degree {degree}; at most {MAX_DEGREE} is supported (the "
                          "moment tables grow quickly)")
-    return poly.as_expr()
+    return expr
+
+
+# ----------------------------------------------------------------- build and cache
+def cache_dir():
+    """Directory of the on-disk kernel cache: ``$SYMFLOW_CACHE`` or
+    ``~/.cache/symflow/kernels`` (``$XDG_CACHE_HOME`` respected)."""
+    env = os.environ.get("SYMFLOW_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "symflow" / "kernels"
+
+
+def _spec_key(spec, part, max_terms=None):
+    """Content hash of a model spec (sympy srepr), the part and the package version."""
+    import sympy as sp
+
+    from symflow import __version__
+
+    if any(isinstance(a, CallableActivation) for a in (spec.activation,
+                                                        spec.teacher_activation)):
+        return None  # a callable has no stable content: not cached on disk
+    text = "|".join([__version__, sp.__version__, part, str(max_terms),
+                     *(sp.srepr(sp.sympify(v)) for v in (spec.activation,
+                                                         spec.teacher_activation,
+                                                         spec.loss_scale, spec.noise,
+                                                         spec.weight_decay)),
+                     str(spec.weighted)])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _cached_source(spec, part, render, max_terms=None):
+    """Module source for ``part`` ("numpy", "mpmath", "sgd_numpy", "sgd_mpmath"): from the
+    disk cache, or rendered (``render()``) and stored there (atomic write; a cache that
+    cannot be written is skipped silently)."""
+    key = _spec_key(spec, part, max_terms)
+    path = None if key is None else cache_dir() / f"{key}_{part}.py"
+    if path is not None and path.is_file():
+        return path.read_text(encoding="utf-8")
+    src = render()
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, src)
+        except OSError:
+            pass
+    return src
+
+
+def _exec(src, label, spec):
+    ns = {}
+    exec(compile(src, f"<symflow model {label}>", "exec"), ns)
+    _bind_callables(ns, spec)
+    return ns
+
+
+def _bind_callables(ns, spec):
+    """Quadrature kernels of callable activations: ``_ACT_<block>`` = derivatives."""
+    acts = {"QQ": (spec.activation, spec.activation),
+            "QM": (spec.activation, spec.teacher_activation),
+            "PP": (spec.teacher_activation, spec.teacher_activation)}
+    for block, pair in acts.items():
+        if ns.get(f"_ACT_{block}", 0) is None:
+            ns[f"_ACT_{block}"] = tuple(_derivatives(a) for a in pair)
+
+
+def _derivatives(act):
+    if isinstance(act, CallableActivation):
+        return tuple(act.derivative(k) for k in range(3))
+    import sympy as sp
+
+    from symflow.derivation.model import _s
+
+    return tuple(sp.lambdify(_s, sp.diff(act, _s, k) + 0 * _s, "numpy") for k in range(3))
 
 
 @functools.lru_cache(maxsize=32)
-def _build(spec):
-    """Derive and render the risk / gradient / flow kernels of ``spec`` (cached)."""
-    from symflow.codegen import render_model_module
-    from symflow.derivation.model import derive_blocks
+def _build(spec, backend="numpy"):
+    """Kernel namespace of ``spec`` for ``backend`` (disk cache, then in-process cache)."""
+    def render():
+        from symflow.codegen import render_model_module
+        from symflow.derivation.model import derive_blocks
 
-    blocks = derive_blocks(spec)
-    src = render_model_module(spec, blocks, "numpy")
-    ns = {}
-    exec(compile(src, f"<symflow model {spec.name}>", "exec"), ns)
-    return blocks, src, ns
+        return render_model_module(spec, derive_blocks(spec), backend)
+
+    src = _cached_source(spec, backend, render)
+    return src, _exec(src, backend, spec)
 
 
 @functools.lru_cache(maxsize=32)
-def _build_sgd(spec):
-    """Derive and render the online-SGD eta^2 term (moments of twice the degree; cached)."""
-    from symflow.codegen import render_sgd_function
-    from symflow.derivation.model import derive_sgd_blocks
+def _build_sgd(spec, backend="numpy", max_terms=None):
+    """(source, ``sgd_term``) of ``spec`` (online-SGD eta^2 term; disk and in-process
+    caches)."""
+    def render():
+        from symflow.derivation.model import activation_kind
 
-    sgd = derive_sgd_blocks(spec)
-    src = "import numpy as np\n" + render_sgd_function(spec, sgd[0], sgd[1], "numpy")
-    ns = {}
-    exec(compile(src, f"<symflow model {spec.name} sgd>", "exec"), ns)
-    return sgd, src, ns["sgd_term"]
+        imports = "import numpy as np\n" if backend == "numpy" else "import mpmath\n"
+        kinds = {activation_kind(spec.activation), activation_kind(spec.teacher_activation)}
+        if kinds == {"polynomial"}:
+            from symflow.codegen import render_sgd_function
+            from symflow.derivation.model import SGD_MAX_TERMS, derive_sgd_blocks
+
+            blocks, noise = derive_sgd_blocks(
+                spec, SGD_MAX_TERMS if max_terms is None else max_terms)
+            return imports + render_sgd_function(spec, blocks, noise, backend)
+        if "numeric" in kinds:
+            raise NotImplementedError(
+                "the online-SGD term needs closed-form activations (polynomials, erf, relu "
+                "family); numeric activations (tanh, sigmoid, softplus, callables) support "
+                "the risk and the gradient flow only")
+        from symflow.codegen.general import render_general_sgd
+        from symflow.derivation.sgd import derive_general_sgd
+
+        blocks, noise = derive_general_sgd(spec)
+        if backend == "numpy":
+            imports = "import numpy as np\nimport numpy\n\nfrom symflow.engine.quadrature " \
+                      "import quad01 as _quad01\n"
+        return imports + "\n\n" + render_general_sgd(spec, blocks, noise, backend)
+
+    src = _cached_source(spec, "sgd_" + backend, render, max_terms)
+    return src, _exec(src, "sgd", spec)["sgd_term"]
 
 
 class Model:
-    """Teacher-student shallow network with polynomial activations.
+    """Teacher-student shallow network with any activation the engine knows.
 
     Student f(x) = sum_j a_j s(W[:, j].x), teacher f*(x) = sum_k a*_k s*(W*[:, k].x),
     labels y = f*(x) + sqrt(noise) xi, risk
@@ -147,11 +292,22 @@ class Model:
 
     Parameters
     ----------
-    activation : str, sympy expression or sequence of coefficients
-        Student activation: a polynomial of degree <= 8 with real coefficients in one
-        one-letter symbol (e.g. ``"z**3"``, ``"He(3, z)"`` for the probabilists' Hermite
-        polynomial; strings are parsed with a whitelist, no other names), or coefficients
-        in the ``basis`` (``[0, 0, 1]`` is z^2).
+    activation : str, sympy expression, callable or sequence of coefficients
+        Student activation (strings are parsed with a whitelist, no code is run; see
+        :func:`symflow.engine.activations.parse_activation`):
+
+        - polynomials of degree <= 8 and ``He(n, z)`` (Isserlis, exact);
+        - ``erf(a*z)``, ``ncdf(z)``, ``relu(z)``, ``leaky_relu(z, s)``, ``abs(z)``,
+          ``sign(z)``, ``heaviside(z)``, ``gelu(z)`` and linear combinations / products
+          with polynomials of these (closed forms by the rules of
+          :mod:`symflow.engine.gaussian`);
+        - ``tanh(z)``, ``sigmoid(z)``, ``softplus(z)`` or a numpy-vectorised Python
+          callable (numeric: quadrature, accuracy 1e-9 for variances up to 16; risk and
+          gradient flow, no online-SGD term);
+        - coefficients in the ``basis`` (``[0, 0, 1]`` is z^2).
+
+        The soft committee machine of Saad & Solla uses ``"erf(z/sqrt(2))"`` with
+        ``loss_scale=0.5``.
     m, m_star : int >= 1
         Student and teacher widths.
     teacher_activation : same as ``activation``, optional
@@ -163,33 +319,45 @@ class Model:
     weight_decay : float >= 0
         L2 penalty on W.
     loss_scale : float > 0
-        Factor of the squared loss (1/4 in the paper).
+        Factor of the squared loss (1/4 in the paper, 1/2 for committee machines).
     basis : {"monomial", "hermite"}
         Basis of coefficient lists.
+    max_terms : int, optional
+        Budget of the online-SGD derivation of polynomial models (terms of one
+        four-field moment; default ``symflow.derivation.model.SGD_MAX_TERMS`` = 200000):
+        beyond it :meth:`sgd_flow` refuses with an estimate instead of running for
+        minutes (a dense degree-8 polynomial needs ~3.5e6).
 
     Attributes
     ----------
     risk_expr : sympy expression
         The risk as an indexed double sum (any widths).
     pair_moments : dict
-        Block name -> E[s(u) s'(v)] polynomial in the pair covariance (x, y, z).
+        Block name -> E[s(u) s'(v)] in the pair covariance (x, y, z).
     source : str
         The generated numpy module (risk, gradient, flow; the SGD term is derived on
         first use of :meth:`sgd_flow`).
+    kernels : namespace
+        ``risk_from_overlaps``, ``overlap_grad``, ``overlap_flow``, ``weight_grad``,
+        ``sgd_term`` (numpy, second-layer weights bound).
 
     Raises
     ------
     ValueError, TypeError
-        Bad activation, widths, weights or coefficients (the message names the argument).
+        Bad activation (unknown name, non-positive erf scale, a callable returning
+        non-finite values, a function growing too fast for its expectation to exist),
+        widths, weights or coefficients; the message names the argument.
 
     Notes
     -----
     Numbers are converted to exact rationals (``nsimplify``) before the derivation.
-    Source: MATH.md sections 2-4; online SGD as in the docstring of :meth:`sgd_flow`.
+    Generated kernels are cached on disk by a hash of the spec
+    (:func:`cache_dir`), so a second process loads them without deriving.
+    Source: MATH.md sections 2-4 and 9; online SGD as in :meth:`sgd_flow`.
     """
 
     def __init__(self, activation, m, m_star, teacher_activation=None, a=None, a_star=None,
-                 noise=0, weight_decay=0, loss_scale=0.25, basis="monomial"):
+                 noise=0, weight_decay=0, loss_scale=0.25, basis="monomial", max_terms=None):
         import sympy as sp
 
         from symflow.derivation.model import ModelSpec
@@ -202,6 +370,7 @@ class Model:
         noise = finite_float(noise, "noise", lo=0)
         weight_decay = finite_float(weight_decay, "weight_decay", lo=0)
         loss_scale = finite_float(loss_scale, "loss_scale", lo=0, lo_open=True)
+        self.max_terms = None if max_terms is None else positive_int(max_terms, "max_terms")
         self.a = self._weights(a, self.m, "a")
         self.a_star = self._weights(a_star, self.m_star, "a_star")
         weighted = a is not None or a_star is not None
@@ -210,14 +379,20 @@ class Model:
                               loss_scale=q(loss_scale), noise=q(noise),
                               weight_decay=q(weight_decay), weighted=weighted,
                               description=f"student {act}, teacher {tact}")
-        self.blocks, self.source, ns = _build(self.spec)
-        bind = (lambda f: functools.partial(f, a=self.a, a_star=self.a_star)) if weighted \
-            else (lambda f: f)
+        self.source, ns = _build(self.spec)
+        bind = self._bind
         self.kernels = types.SimpleNamespace(
             risk_from_overlaps=bind(ns["risk_from_overlaps"]),
             overlap_grad=bind(ns["overlap_grad"]), overlap_flow=bind(ns["overlap_flow"]),
             weight_grad=bind(ns["weight_grad"]),
-            sgd_term=lambda *args: bind(_build_sgd(self.spec)[2])(*args))
+            sgd_term=lambda *args: bind(_build_sgd(self.spec, "numpy",
+                                                   self.max_terms)[1])(*args))
+
+    def _bind(self, f, a=None, a_star=None):
+        if not self.spec.weighted:
+            return f
+        return functools.partial(f, a=self.a if a is None else a,
+                                 a_star=self.a_star if a_star is None else a_star)
 
     @staticmethod
     def _weights(w, n, name):
@@ -229,6 +404,13 @@ class Model:
         return w
 
     # -------------------------------------------------------------- inspection
+    @functools.cached_property
+    def blocks(self):
+        """Derived pair blocks (sympy; derived on first access, not needed to run)."""
+        from symflow.derivation.model import derive_blocks
+
+        return derive_blocks(self.spec)
+
     @property
     def risk_expr(self):
         """Risk as an indexed double sum over units (sympy; any widths)."""
@@ -248,7 +430,8 @@ class Model:
 
         s = self.spec
         z = sp.Symbol("z")
-        act, tact = s.activation.subs(_s, z), s.teacher_activation.subs(_s, z)
+        act, tact = (a.subs(_s, z) if isinstance(a, sp.Expr) else a
+                     for a in (s.activation, s.teacher_activation))
         return (f"Model(activation={act}, teacher_activation={tact}, "
                 f"m={self.m}, m_star={self.m_star}, noise={s.noise}, "
                 f"weight_decay={s.weight_decay}, loss_scale={s.loss_scale})")
