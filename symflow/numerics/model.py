@@ -237,13 +237,27 @@ def _derivatives(act):
 
 
 @functools.lru_cache(maxsize=32)
+def _blocks(spec):
+    from symflow.derivation.model import derive_blocks
+
+    return derive_blocks(spec)
+
+
+@functools.lru_cache(maxsize=32)
+def _general_sgd(spec):
+    from symflow.derivation.sgd import derive_general_sgd
+
+    return derive_general_sgd(spec)
+
+
+@functools.lru_cache(maxsize=32)
 def _build(spec, backend="numpy"):
-    """Kernel namespace of ``spec`` for ``backend`` (disk cache, then in-process cache)."""
+    """(source, namespace) of the kernels of ``spec`` for ``backend`` (disk cache, then
+    in-process cache; the derivation is shared by the backends)."""
     def render():
         from symflow.codegen import render_model_module
-        from symflow.derivation.model import derive_blocks
 
-        return render_model_module(spec, derive_blocks(spec), backend)
+        return render_model_module(spec, _blocks(spec), backend)
 
     src = _cached_source(spec, backend, render)
     return src, _exec(src, backend, spec)
@@ -271,9 +285,8 @@ def _build_sgd(spec, backend="numpy", max_terms=None):
                 "family); numeric activations (tanh, sigmoid, softplus, callables) support "
                 "the risk and the gradient flow only")
         from symflow.codegen.general import render_general_sgd
-        from symflow.derivation.sgd import derive_general_sgd
 
-        blocks, noise = derive_general_sgd(spec)
+        blocks, noise = _general_sgd(spec)
         if backend == "numpy":
             imports = "import numpy as np\nimport numpy\n\nfrom symflow.engine.quadrature " \
                       "import quad01 as _quad01\n"
@@ -404,12 +417,10 @@ class Model:
         return w
 
     # -------------------------------------------------------------- inspection
-    @functools.cached_property
+    @property
     def blocks(self):
         """Derived pair blocks (sympy; derived on first access, not needed to run)."""
-        from symflow.derivation.model import derive_blocks
-
-        return derive_blocks(self.spec)
+        return _blocks(self.spec)
 
     @property
     def risk_expr(self):
@@ -446,26 +457,93 @@ class Model:
                              f"Q {Q.shape}, P {P.shape}")
         return Q, M, P
 
-    def risk(self, Q, M, P):
-        """Population risk at overlaps Q (..., m, m), M (..., m, m*), P (..., m*, m*)."""
+    def risk(self, Q, M, P, dps=None):
+        """Population risk at overlaps Q (..., m, m), M (..., m, m*), P (..., m*, m*).
+
+        Parameters
+        ----------
+        Q, M, P : arrays (batch axes allowed), or, with ``dps``, 2-D float arrays, object
+            arrays of mpmath numbers or nested lists (exact inputs are kept exact)
+        dps : int >= 15, optional
+            Evaluate the mpmath kernels generated from the same derivation at ``dps``
+            digits (closed-form activations only).
+
+        Returns
+        -------
+        float or ndarray (...) (numpy); mpmath.mpf (dps)
+        """
+        if dps is not None:
+            ns, args = self._mp_args(Q, M, P, dps)
+            import mpmath
+
+            with mpmath.workdps(dps):
+                return +ns["risk_from_overlaps"](*args)
         out = self.kernels.risk_from_overlaps(*self._check(Q, M, P))
         return float(out) if np.ndim(out) == 0 else out
 
-    def flow(self, Q, M, P):
-        """Gradient flow on the overlaps: (dQ/dt, dM/dt), shapes of Q and M (time t)."""
+    def flow(self, Q, M, P, dps=None):
+        """Gradient flow on the overlaps: (dQ/dt, dM/dt), shapes of Q and M (time t).
+
+        ``dps``: as in :meth:`risk`; the result is then a pair of object arrays of
+        mpmath numbers.  Source: MATH.md section 4 (chain rule of the derived risk).
+        """
+        if dps is not None:
+            ns, args = self._mp_args(Q, M, P, dps)
+            import mpmath
+
+            with mpmath.workdps(dps):
+                return tuple(_mp_array(a) for a in ns["overlap_flow"](*args))
         return self.kernels.overlap_flow(*self._check(Q, M, P))
 
-    def sgd_flow(self, Q, M, P, lr):
+    def sgd_flow(self, Q, M, P, lr, dps=None):
         """Online-SGD limit of the overlaps: (dQ/dt, dM/dt) with t = samples / d.
 
         One-pass SGD with step ``lr / d`` on fresh samples; as d -> infinity with m, m*
         fixed, dQ/dt = lr * flow_Q + lr^2 * E[g_j g_k] and dM/dt = lr * flow_M, where
-        g_j = 2 loss_scale (f - y) a_j s'(h_j) is the per-sample gradient factor.
+        g_j = 2 loss_scale (f - y) a_j s'(h_j) is the per-sample gradient factor
+        (closed-form activations; ``dps`` as in :meth:`risk`).
+
+        Raises
+        ------
+        NotImplementedError
+            Numeric activations (no closed-form four-field expectations).
+        BudgetExceeded (a ValueError)
+            A polynomial model whose SGD derivation exceeds ``max_terms``.
         """
         lr = finite_float(lr, "lr", lo=0, lo_open=True)
+        if dps is not None:
+            import mpmath
+
+            ns, args = self._mp_args(Q, M, P, dps)
+            src = _build_sgd(self.spec, "mpmath", self.max_terms)[1]
+            with mpmath.workdps(dps):
+                lr_mp = mpmath.mpf(lr)
+                dQ, dM = ns["overlap_flow"](*args)
+                S = src(*args)
+                return _mp_array(lr_mp * dQ + lr_mp**2 * S), _mp_array(lr_mp * dM)
         Q, M, P = self._check(Q, M, P)
         dQ, dM = self.kernels.overlap_flow(Q, M, P)
         return lr * dQ + lr * lr * self.kernels.sgd_term(Q, M, P), lr * dM
+
+    def _mp_args(self, Q, M, P, dps):
+        import mpmath
+
+        from symflow._validate import positive_int
+
+        positive_int(dps, "dps", minimum=15)
+        ns = _build(self.spec, "mpmath")[1]
+        with mpmath.workdps(dps):
+            mats = [_to_mp(A, name) for A, name in ((Q, "Q"), (M, "M"), (P, "P"))]
+            Qm, Mm, Pm = mats
+            if (Qm.rows, Qm.cols, Mm.rows, Mm.cols, Pm.rows, Pm.cols) != (
+                    self.m, self.m, self.m, self.m_star, self.m_star, self.m_star):
+                raise ValueError(f"with dps, Q, M, P must be 2-D of shapes ({self.m}, {self.m}),"
+                                 f" ({self.m}, {self.m_star}), ({self.m_star}, {self.m_star})")
+            args = mats
+            if self.spec.weighted:
+                args = mats + [[mpmath.mpf(v) for v in self.a],
+                               [mpmath.mpf(v) for v in self.a_star]]
+        return ns, args
 
     def weight_grad(self, W, W_star):
         """Gradient of the population risk in weight space, shape of W (d, m)."""
@@ -475,3 +553,32 @@ class Model:
         if W.shape[1] != self.m or W_star.shape[1] != self.m_star:
             raise ValueError(f"W must have {self.m} columns and W_star {self.m_star}")
         return self.kernels.weight_grad(W, W_star)
+
+
+def _to_mp(A, name):
+    """mpmath.matrix from a float array, an object array of mpmath numbers or nested lists
+    (mpf / int / Fraction-like entries are kept exact; floats are read exactly)."""
+    import mpmath
+
+    if isinstance(A, mpmath.matrix):
+        return A.copy()
+    arr = np.asarray(A, dtype=object)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D matrix with dps, got shape {arr.shape}")
+    out = mpmath.matrix(arr.shape[0], arr.shape[1])
+    for (i, j), v in np.ndenumerate(arr):
+        if isinstance(v, (bool, str)) or v is None:
+            raise TypeError(f"{name} entries must be real numbers, got {v!r}")
+        val = mpmath.mpmathify(v)
+        if not isinstance(val, mpmath.mpf) or not mpmath.isfinite(val):
+            raise ValueError(f"{name} entries must be finite real numbers, got {v!r}")
+        out[i, j] = val
+    return out
+
+
+def _mp_array(A):
+    import mpmath
+
+    if isinstance(A, mpmath.matrix):
+        return np.array(A.tolist(), dtype=object)
+    return np.asarray(A, dtype=object)
