@@ -18,14 +18,14 @@ by Price's rule (four or more step shapes) become tanh-sinh quadratures
 from __future__ import annotations
 
 import sympy as sp
-from sympy.printing.numpy import NumPyPrinter
+from sympy.printing.numpy import NumPyPrinter, SciPyPrinter
 from sympy.printing.pycode import MpmathPrinter
 
 __all__ = ["function_source", "general_risk_lines", "general_grad_lines", "pair_helpers",
            "numeric_activation_source"]
 
 
-class _NumpyGauss(NumPyPrinter):
+class _NumpyGauss(SciPyPrinter):
     def _print_Pow(self, expr, rational=False):
         b, e = expr.as_base_exp()
         if e.is_Rational and not e.is_Integer and not b.is_number:
@@ -320,7 +320,8 @@ def render_general_sgd(spec, sgd_blocks, noise, backend):
     wname = {"S": "a", "T": "a_star"}
     from symflow.codegen.render import _sig
 
-    lines = ["", "", f"def sgd_term({_sig(spec)}):",
+    lines = ["", "", "_COINCIDE = 1e-13  # relative variance of a difference below which two "
+             "fields are one", "", "", f"def sgd_term({_sig(spec)}):",
              '    """eta^2 term of the online-SGD overlap ODE: E[g_j g_k] (m x m).\n\n'
              '    dQ/dt = eta * (gradient-flow dQ/dt) + eta^2 * sgd_term, t = samples / d.\n'
              '    """']
@@ -341,20 +342,18 @@ def render_general_sgd(spec, sgd_blocks, noise, backend):
                 a_, b_ = str(s)[2], str(s)[3]
                 lines.append(f"        {s} = {_slot_array(a_, b_, kind)}")
             lines.append(f"        v = _{b.name}_phi4({', '.join(str(s) for s in syms)})")
-            if b.patterns:
-                lines += ["        ix = {'j': np.arange(m)[:, None, None, None], "
-                          "'k': np.arange(m)[None, :, None, None],",
-                          f"              'p': np.arange(n_of['{b.p_kind}'])[None, None, :, None],"
-                          f" 'q': np.arange(n_of['{b.q_kind}'])[None, None, None, :]}}"]
+            if b.patterns:  # fields coincide: variance of the difference ~ 0
+                for ai, a_ in enumerate(_SLOTS):
+                    for b_ in _SLOTS[ai + 1:]:
+                        lines.append(f"        co_{a_}{b_} = c_{a_}{a_} + c_{b_}{b_} - 2 * "
+                                     f"c_{a_}{b_} <= _COINCIDE * (c_{a_}{a_} + c_{b_}{b_})")
             for i, (part, expr) in enumerate(b.patterns):
                 conds = []
                 block_of = {s: bi for bi, blk in enumerate(part) for s in blk}
                 for ai, a_ in enumerate(_SLOTS):
                     for b_ in _SLOTS[ai + 1:]:
-                        if kind[a_] != kind[b_]:
-                            continue
-                        op = "==" if block_of[a_] == block_of[b_] else "!="
-                        conds.append(f"(ix['{a_}'] {op} ix['{b_}'])")
+                        neg = "" if block_of[a_] == block_of[b_] else "~"
+                        conds.append(f"{neg}co_{a_}{b_}")
                 args = ", ".join(str(s) for s in sorted(expr.free_symbols & set(syms),
                                                           key=str))
                 lines.append(f"        v = np.where({' & '.join(conds)}, "
@@ -391,15 +390,20 @@ def render_general_sgd(spec, sgd_blocks, noise, backend):
                 a_, b_ = str(s)[2], str(s)[3]
                 lines.append(f"                    {s} = mats['{kind[a_]}{kind[b_]}']"
                              f"[idx['{a_}'], idx['{b_}']]")
+            if b.patterns:
+                lines.append("                    tol = mpmath.eps * 1000")
+                for ai, a_ in enumerate(_SLOTS):
+                    for b_ in _SLOTS[ai + 1:]:
+                        lines.append(f"                    co_{a_}{b_} = c_{a_}{a_} + c_{b_}{b_}"
+                                     f" - 2 * c_{a_}{b_} <= tol * (c_{a_}{a_} + c_{b_}{b_})")
             branch = "if"
             for i, (part, expr) in enumerate(b.patterns):
                 block_of = {s: bi for bi, blk in enumerate(part) for s in blk}
                 conds = []
                 for ai, a_ in enumerate(_SLOTS):
                     for b_ in _SLOTS[ai + 1:]:
-                        if kind[a_] == kind[b_]:
-                            op = "==" if block_of[a_] == block_of[b_] else "!="
-                            conds.append(f"idx['{a_}'] {op} idx['{b_}']")
+                        neg = "" if block_of[a_] == block_of[b_] else "not "
+                        conds.append(f"{neg}co_{a_}{b_}")
                 args = ", ".join(str(s) for s in sorted(expr.free_symbols & set(syms),
                                                           key=str))
                 lines += [f"                    {branch} {' and '.join(conds)}:",

@@ -281,7 +281,8 @@ def render_model_module(spec, blocks, backend, sgd=None):
         grad_body = gen.general_grad_lines(spec, blocks, be)
         helpers = gen.pair_helpers(blocks, backend) + "\n\n"
         if backend == "numpy":
-            imports += ("import numpy\n\nfrom symflow.engine.quadrature import gauss_pair as "
+            imports += ("import numpy\nimport scipy.special\n\n"
+                        "from symflow.engine.quadrature import gauss_pair as "
                         "_gauss_pair\nfrom symflow.engine.quadrature import "
                         "gauss_single_product as _gauss_single_product\n"
                         "from symflow.engine.quadrature import quad01 as _quad01\n")

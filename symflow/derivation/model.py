@@ -173,8 +173,8 @@ class PairFunctions:
     closed form has inf - inf).  ``numeric``: the expressions are calls of
     ``gauss_pair_<block>(a, b, x, y, z)`` = E[s1^(a)(u) s2^(b)(v)] and
     ``gauss_single_<block>(a, b, x)`` = E[s1^(a)(u) s2^(b)(u)], evaluated by quadrature;
-    ``derivatives`` then holds (s1, s1', s1''), (s2, s2', s2'') as sympy expressions in
-    ``_s`` (or callables).
+    ``derivatives`` then holds (s1, s1', u s1'), (s2, s2', u s2') as sympy expressions in
+    ``_s`` (or placeholders for callables).
     """
 
     phi: sp.Expr
@@ -243,19 +243,21 @@ def _numeric_pair_functions(s1, s2, name, diagonal):
                 raise ValueError("a numeric activation (tanh, sigmoid, softplus, callable) "
                                  "can be paired only with smooth activations (polynomials, "
                                  f"erf, other numeric ones), not with the step-type {act}")
+    # index 0: s, 1: s', 2: u s'(u).  As for the closed forms (Price + Stein) only first
+    # derivatives enter: d_x = (E[u s1' s2] - z E[s1' s2']) / (2x), and for one field
+    # d/dx E[h(u)] = E[u h'(u)] / (2x) with h = s1 s2
     pair = sp.Function(f"gauss_pair_{name}")
     single = sp.Function(f"gauss_single_{name}")
-    two = sp.Integer(2)
     phi = pair(0, 0, x, y, z)
     d_z = pair(1, 1, x, y, z)
-    d_x = pair(2, 0, x, y, z) / two
-    d_y = pair(0, 2, x, y, z) / two
+    d_x = (pair(2, 0, x, y, z) - z * d_z) / (2 * x)
+    d_y = (pair(0, 2, x, y, z) - z * d_z) / (2 * y)
     psi = d_psi = None
     if diagonal:
         psi = single(0, 0, x)
-        d_psi = (single(2, 0, x) + 2 * single(1, 1, x) + single(0, 2, x)) / two
-    ders = tuple(tuple(sp.diff(a, _s, k) if isinstance(a, sp.Expr) else (a, k)
-                       for k in range(3)) for a in (s1, s2))
+        d_psi = (single(2, 0, x) + single(0, 2, x)) / (2 * x)
+    ders = tuple((a, sp.diff(a, _s), _s * sp.diff(a, _s)) if isinstance(a, sp.Expr) else
+                 (a, 1, 2) for a in (s1, s2))
     return PairFunctions(phi, d_x, d_y, d_z, psi, d_psi, True, ders)
 
 

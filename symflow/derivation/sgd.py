@@ -11,11 +11,12 @@ by the engine of :mod:`symflow.engine.gaussian` for a generic covariance (symbol
 ``c_ab``).  Unlike polynomials, step-type activations (relu: s' = H) make the generic
 formula singular where slots coincide (j = k, p = j, ...: the covariance is then
 singular and terms like 0 * inf appear), although the expectation itself is continuous
-there.  So for each *coincidence pattern* (a set partition of the slots {j, k, p, q}
-into units, compatible with their kinds) the expectation is derived again with the
-fields merged (the factors of merged slots multiplied on one field, e.g. H(h) H(h) =
-H(h)); the kernel evaluates the generic formula and overwrites the coincident index
-tuples with the pattern's formula.  Smooth activations (erf, polynomials) need no
+there.  So for each *coincidence pattern* (a set partition of the slots {j, k, p, q})
+the expectation is derived again with the fields merged (the factors of merged slots
+multiplied on one field, e.g. H(h) H(h) = H(h)); the kernel evaluates the generic formula
+and overwrites the tuples whose fields coincide numerically (variance of the difference
+below 1e-13 of the sum of variances: the same unit, identical units, or a student unit
+equal to a teacher unit) with the pattern's formula.  Smooth activations (erf, polynomials) need no
 patterns: their formulas are continuous at singular covariances.
 
 Source: MATH.md section 9 (Stein, Price, absorption); Saad & Solla (1995) for erf.
@@ -59,18 +60,12 @@ def set_partitions(items):
             yield part[:i] + ((first,) + part[i],) + part[i + 1:]
 
 
-def _kinds(pk, qk):
-    return {"j": "S", "k": "S", "p": pk, "q": qk}
-
-
-def _patterns(pk, qk):
-    kind = _kinds(pk, qk)
-    out = []
-    for part in set_partitions(list(FOUR)):
-        if len(part) == 4:
-            continue  # all distinct: the generic formula
-        if all(len({kind[s] for s in blk}) == 1 for blk in part):
-            out.append(tuple(tuple(sorted(blk, key=FOUR.index)) for blk in part))
+def _patterns():
+    """Every way the four fields can coincide (set partitions other than all-distinct):
+    identical fields arise from the same unit (j = k) but also from distinct units with
+    identical weights, and from a student unit equal to a teacher unit (recovery)."""
+    out = [tuple(tuple(sorted(blk, key=FOUR.index)) for blk in part)
+           for part in set_partitions(list(FOUR)) if len(part) < 4]
     return sorted(out, key=lambda p: (len(p), p), reverse=True)
 
 
@@ -111,7 +106,7 @@ def derive_general_sgd(spec, trace=None):
         phi = _expect(_Engine(cov4, trace), [slot_terms[s] for s in FOUR], cov4)
         pats = []
         if step_like:
-            for part in _patterns(pk, qk):
+            for part in _patterns():
                 merged = [multiply_terms(*[slot_terms[s] for s in blk]) for blk in part]
                 reps = [blk[0] for blk in part]
                 cov = sp.Matrix(len(part), len(part), lambda a, b: _c4(reps[a], reps[b]))

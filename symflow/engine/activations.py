@@ -186,6 +186,8 @@ def parse_activation(text, name="activation"):
             args = [build(a) for a in node.args]
             if node.func.id == "leaky_relu" and args[1].free_symbols:
                 raise bad("a non-constant leaky_relu slope")
+            if node.func.id == "erf":
+                check_erf_scale(args[0], name)
             return fn(*args)
         raise bad(f"the syntax {type(node).__name__}")
 
@@ -193,6 +195,15 @@ def parse_activation(text, name="activation"):
     if len(variables) > 1:
         raise ValueError(f"{name} must be a function of one variable, got {sorted(variables)}")
     return expr
+
+
+def check_erf_scale(arg, name="activation"):
+    """erf(a z) needs a scale a > 0 (ValueError naming ``name`` otherwise)."""
+    free = arg.free_symbols
+    a = sp.simplify(arg / next(iter(free))) if len(free) == 1 else None
+    if a is None or a.free_symbols or not a.is_positive:
+        raise ValueError(f"{name}: erf needs an argument a*z with a scale a > 0, got "
+                         f"erf({arg})")
 
 
 # ------------------------------------------------------------------ decomposition

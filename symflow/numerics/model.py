@@ -37,10 +37,10 @@ def _coefficient(c, name):
 class CallableActivation:
     """A numpy-vectorised Python callable used as an activation (numeric family).
 
-    Derivatives for the flow (Price: E[s' s'], E[u s' s]) are taken by the complex step
-    ``Im f(u + i h) / h`` (exact to round-off) when ``f`` accepts complex input, else by a
-    sixth-order central difference (relative error ~1e-10); the second derivative by a
-    central difference of the first (~1e-9).
+    The flow needs only the first derivative (Price and Stein: E[s' s'], E[u s' s]); it
+    is taken by the complex step ``Im f(u + i h) / h`` (exact to round-off) when ``f``
+    accepts complex input, else by a sixth-order central difference (relative error
+    ~1e-10).
     """
 
     def __init__(self, f, name):
@@ -66,18 +66,17 @@ class CallableActivation:
         return np.asarray(self.f(u), dtype=float)
 
     def derivative(self, k):
-        """Vectorised k-th derivative (k = 0, 1, 2)."""
+        """Vectorised k-th derivative (k = 0, 1)."""
         if k == 0:
             return self
-        if k == 1:
-            if self.complex_step:
-                return lambda u: np.imag(self.f(np.asarray(u) + 1e-20j)) / 1e-20
-            h = 1e-3
-            c = (-1 / 60, 3 / 20, -3 / 4, 0.0, 3 / 4, -3 / 20, 1 / 60)
-            return lambda u: sum(ci * self(np.asarray(u) + (i - 3) * h)
-                                 for i, ci in enumerate(c) if ci) / h
-        d1, h = self.derivative(1), 1e-4
-        return lambda u: (d1(np.asarray(u) + h) - d1(np.asarray(u) - h)) / (2 * h)
+        if k != 1:
+            raise ValueError(f"derivative order must be 0 or 1, got {k}")
+        if self.complex_step:
+            return lambda u: np.imag(self.f(np.asarray(u) + 1e-20j)) / 1e-20
+        h = 1e-3
+        c = (-1 / 60, 3 / 20, -3 / 4, 0.0, 3 / 4, -3 / 20, 1 / 60)
+        return lambda u: sum(ci * self(np.asarray(u) + (i - 3) * h)
+                             for i, ci in enumerate(c) if ci) / h
 
     def __repr__(self):
         return f"callable {getattr(self.f, '__name__', type(self.f).__name__)}"
@@ -136,10 +135,20 @@ def _activation_expr(act, basis, name):
     free = act.free_symbols
     if len(free) > 1:
         raise ValueError(f"{name} must be a function of one variable, got symbols {free}")
+    from symflow.engine.activations import check_erf_scale
+
+    for e in act.atoms(sp.erf):
+        check_erf_scale(e.args[0], name)
     expr = act.subs(next(iter(free)), _s) if free else act
     expr = sp.nsimplify(sp.expand(expr), rational=True)
     kind = activation_kind(expr)
     if kind == "numeric":
+        from symflow.engine.activations import leaky_relu, relu
+
+        if expr.has(relu, leaky_relu, sp.Heaviside, sp.Abs, sp.sign):
+            raise ValueError(f"{name}: a numeric activation (tanh, sigmoid, softplus) must be "
+                             f"smooth; it cannot be combined with relu / abs / sign / heaviside "
+                             f"terms (quadrature would lose its accuracy), got {act}")
         _check_numeric(expr, name)
         return expr
     if kind == "polynomial":
@@ -227,13 +236,16 @@ def _bind_callables(ns, spec):
 
 
 def _derivatives(act):
+    """(s, s', u s'(u)) as vectorised functions (the quadrature kernels' table)."""
     if isinstance(act, CallableActivation):
-        return tuple(act.derivative(k) for k in range(3))
+        d1 = act.derivative(1)
+        return act, d1, (lambda u: np.asarray(u) * d1(u))
     import sympy as sp
 
     from symflow.derivation.model import _s
 
-    return tuple(sp.lambdify(_s, sp.diff(act, _s, k) + 0 * _s, "numpy") for k in range(3))
+    d1 = sp.diff(act, _s)
+    return tuple(sp.lambdify(_s, e + 0 * _s, ["scipy", "numpy"]) for e in (act, d1, _s * d1))
 
 
 @functools.lru_cache(maxsize=32)
@@ -288,8 +300,8 @@ def _build_sgd(spec, backend="numpy", max_terms=None):
 
         blocks, noise = _general_sgd(spec)
         if backend == "numpy":
-            imports = "import numpy as np\nimport numpy\n\nfrom symflow.engine.quadrature " \
-                      "import quad01 as _quad01\n"
+            imports = "import numpy as np\nimport numpy\nimport scipy.special\n\n" \
+                      "from symflow.engine.quadrature import quad01 as _quad01\n"
         return imports + "\n\n" + render_general_sgd(spec, blocks, noise, backend)
 
     src = _cached_source(spec, "sgd_" + backend, render, max_terms)
@@ -522,8 +534,9 @@ class Model:
                 S = src(*args)
                 return _mp_array(lr_mp * dQ + lr_mp**2 * S), _mp_array(lr_mp * dM)
         Q, M, P = self._check(Q, M, P)
+        S = self.kernels.sgd_term(Q, M, P)  # first: it raises for unsupported activations
         dQ, dM = self.kernels.overlap_flow(Q, M, P)
-        return lr * dQ + lr * lr * self.kernels.sgd_term(Q, M, P), lr * dM
+        return lr * dQ + lr * lr * S, lr * dM
 
     def _mp_args(self, Q, M, P, dps):
         import mpmath
