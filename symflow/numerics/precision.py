@@ -10,8 +10,12 @@ accuracy: the results at ``dps`` and at ``dps + 10`` agree to about ``dps`` digi
 t <= 2 d on small instances (see ``symflow check``); we promise ``dps - 5`` digits for
 gamma <= 2.
 
-``integrator="odefun"`` selects the former path, ``mpmath.odefun`` at ``dps`` digits
-(50 to 150 times slower), kept as an independent reference for tests and benchmarks.
+``integrator="odefun"`` selects the former path, ``mpmath.odefun`` at ``dps`` digits,
+kept as an independent reference for tests and benchmarks: 13 to 53 times slower for the
+limit and the exact reduction at dps 30-50, 1.4 to 3 times for the overlap ODE, whose
+cost is the generated matrix kernel (about 1 ms a call at any precision; GBS calls it
+more often than odefun, which calls it fewer times at many times the precision);
+see ``benchmarks/bench_precision.py``.
 
 Cost grows with the state size (``m^2 + m m*`` for "overlaps", two scalars for "exact")
 and with the horizon: intended for verification on small instances, not production runs.
