@@ -63,3 +63,20 @@ def test_bad_dps():
 def test_check_full_passes():
     res = run_checks(dps=30, quick=False)
     assert all(r.passed for r in res), [r for r in res if not r.passed]
+
+
+def test_limit_digits_row_runs_the_gbs_integrator(monkeypatch):
+    """The row "mpmath limit: dps vs dps + 10" integrates with GBS (issue 14), and a
+    loosened integrator tolerance makes it fail."""
+    import mpmath
+
+    from symflow.numerics import mpode
+
+    calls = []
+    orig = mpode._gbs
+    monkeypatch.setattr(mpode, "_gbs", lambda *a: calls.append(a[-1]) or orig(*a))
+    (res,) = run_checks(quick=True, only=["mpmath limit: dps vs dps + 10"])
+    assert res.passed and sorted(calls) == [30, 40]
+    monkeypatch.setattr(mpode, "tolerance", lambda dps: mpmath.mpf(10) ** (12 - dps))
+    (res,) = run_checks(quick=True, only=["mpmath limit: dps vs dps + 10"])
+    assert not res.passed

@@ -255,6 +255,62 @@ def test_dps_solution_exposes_F_and_J():
     np.testing.assert_allclose(np.array(hi.J, dtype=float), lo.J, rtol=1e-9)
 
 
+# ------------------------------------------------- high precision (dps=): issue 14
+def _mp_gap(lo, hi, dps):
+    """Largest |lo - hi| over phi and chi, evaluated at dps + 10 digits."""
+    import mpmath
+
+    with mpmath.workdps(dps + 10):
+        return max(abs(a - b) for k in ("phi", "chi")
+                   for a, b in zip(getattr(lo, k), getattr(hi, k)))
+
+
+@pytest.mark.parametrize("a,s", [(0.5, 0.25), (0.25, 0.5)])
+def test_dps_agrees_with_dps_plus_10(a, s):
+    """The integrator's own accuracy: dps - 5 digits promised (dps measured)."""
+    g = [0.0, 0.25, 0.5]
+    lo, hi = limit(a, s, g, dps=20), limit(a, s, g, dps=30)
+    assert _mp_gap(lo, hi, 20) < 1e-15
+    assert lo.meta["method"] == "mpmath.gbs" and lo.meta["integrator"] == "gbs"
+    assert lo.meta["steps"] > 0 and lo.meta["nfev"] > lo.meta["steps"]
+    assert lo.meta["tol"] == 1e-20 and lo.meta["work_dps"] == 25
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dps", [30, 50])
+@pytest.mark.parametrize("a,s", list(TABLE))
+def test_dps_agrees_with_dps_plus_10_slow(a, s, dps):
+    g = [0.5, 1.0, 2.0]
+    assert _mp_gap(limit(a, s, g, dps=dps), limit(a, s, g, dps=dps + 10), dps) < 10.0 ** (5 - dps)
+
+
+@pytest.mark.parametrize("a,s", list(TABLE))
+def test_float_path_vs_dps_path(a, s):
+    """Double precision at rtol 1e-13 against the mpmath path (dps = 20) to 1e-9."""
+    g = [0.0, 0.5, 1.0, 2.0]
+    hi, lo = limit(a, s, g, dps=20), limit(a, s, g, rtol=1e-13)
+    for k in ("phi", "chi", "log_F", "log_J"):
+        np.testing.assert_allclose(getattr(lo, k), np.array(getattr(hi, k), dtype=float),
+                                   rtol=0, atol=1e-9, err_msg=k)
+
+
+@pytest.mark.slow
+def test_gbs_vs_odefun_integrators():
+    """Two independent integrators of the same right-hand side (GBS extrapolation at
+    working precision, mpmath.odefun's Taylor series) agree to dps - 3 digits."""
+    import mpmath
+
+    from symflow.numerics.precision import limit_mp
+
+    g = [0.1, 0.3]
+    new = limit_mp(0.5, 0.25, g, dps=20)
+    old = limit_mp(0.5, 0.25, g, dps=20, integrator="odefun")
+    assert new["stats"]["integrator"] == "gbs" and old["stats"]["integrator"] == "odefun"
+    with mpmath.workdps(20):
+        for k in ("phi", "chi", "log_F", "log_J"):
+            assert max(abs(a - b) for a, b in zip(new[k], old[k])) < 1e-17, k
+
+
 # ----------------------------------------------------------------- batched limit
 # alpha = alpha* (0.3, 0.3), alpha + alpha* = 1 (0.3, 0.7), (0.7, 0.3), alpha = 1 (last
 # row), alpha* = 1 (third column), alpha < alpha* (e.g. 0.1 vs 0.5) on a long horizon
@@ -325,7 +381,7 @@ def test_single_cell_batch_and_cell_accessor(tmp_path):
 
 def test_batch_dps_cell_by_cell():
     tr = limit([1.0, 1.0], [1.0, 0.5], [0.5], dps=20)
-    assert tr.batch_shape == (2,) and tr.meta["method"] == "mpmath.odefun"
+    assert tr.batch_shape == (2,) and tr.meta["method"] == "mpmath.gbs"
     lo = limit([1.0, 1.0], [1.0, 0.5], [0.5])
     np.testing.assert_allclose(np.array(tr.phi, dtype=float), lo.phi, atol=1e-9)
 

@@ -1,16 +1,26 @@
-"""High-precision (mpmath) solvers of the gradient flow.
+"""High-precision (mpmath) solvers of the gradient flow and of its d -> infinity limit.
 
-Both use the generated mpmath kernels (same derivation as the numpy ones) or the
-exact reduction, and integrate with ``mpmath.odefun`` (Taylor series method of
-mpmath, working tolerance 2^-prec at ``mp.dps = dps``; its step is chosen so that the
-truncation error stays below that tolerance).  Measured accuracy: the results at
-``dps`` and at ``dps + 10`` agree to about ``dps`` digits for t <= 2 d on small
-instances (see ``symflow check``); we promise ``dps - 5`` digits for gamma <= 2.
+The overlap ODE (generated mpmath kernels, same derivation as the numpy ones), the
+exact reduction and the limit system are integrated by
+:func:`symflow.numerics.mpode.integrate`: Gragg-Bulirsch-Stoer extrapolation at
+``dps + GUARD_DPS`` working digits with a local error tolerance of ``10^-dps`` per step
+(relative for components above 1).  Set-up and observables are computed at the same
+working precision; the returned numbers are rounded to ``dps`` digits.  Measured
+accuracy: the results at ``dps`` and at ``dps + 10`` agree to about ``dps`` digits for
+t <= 2 d on small instances (see ``symflow check``); we promise ``dps - 5`` digits for
+gamma <= 2.
 
-Cost grows quickly with the state size (``m^2 + m m*`` for "overlaps", two scalars for
-"exact"): intended for verification on small instances, not production runs.
+``integrator="odefun"`` selects the former path, ``mpmath.odefun`` at ``dps`` digits,
+kept as an independent reference for tests and benchmarks: 13 to 53 times slower for the
+limit and the exact reduction at dps 30-50, 1.4 to 3 times for the overlap ODE, whose
+cost is the generated matrix kernel (about 1 ms a call at any precision; GBS calls it
+more often than odefun, which calls it fewer times at many times the precision);
+see ``benchmarks/bench_precision.py``.
 
-Source: MATH.md sections 4-5.
+Cost grows with the state size (``m^2 + m m*`` for "overlaps", two scalars for "exact")
+and with the horizon: intended for verification on small instances, not production runs.
+
+Source: MATH.md sections 4-6.
 """
 
 from __future__ import annotations
@@ -60,26 +70,77 @@ def _observables(Q, M, P):
     return risk, nm / mpmath.sqrt(nq * npp), mpmath.sqrt(max(nq - 2 * nm + npp, 0))
 
 
-def overlaps_mp(W0, W_star, times, dps=30):
+def _grid(times, name):
+    """``times`` as a list of mpf, checked non-negative and non-decreasing (ValueError)."""
+    import mpmath
+
+    try:
+        out = [mpmath.mpf(t) for t in times]
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a sequence of real numbers, got {times!r}") from exc
+    if not out:
+        raise ValueError(f"{name} must not be empty")
+    if out[0] < 0 or any(b < a for a, b in zip(out, out[1:])):
+        raise ValueError(f"{name} must be >= 0 and non-decreasing")
+    if any(not mpmath.isfinite(t) for t in out):
+        raise ValueError(f"{name} must be finite")
+    return out
+
+
+def _check_dps(dps):
+    from symflow._validate import positive_int
+
+    return positive_int(dps, "dps", minimum=15)
+
+
+def _check_integrator(integrator):
+    from symflow.numerics.mpode import METHODS
+
+    if integrator not in METHODS:
+        raise ValueError(f"integrator must be one of {METHODS}, got {integrator!r}")
+
+
+def _rounded(out, dps):
+    """Round every list of ``out`` to ``dps`` digits (the stats entry is kept as is)."""
+    import mpmath
+
+    with mpmath.workdps(dps):
+        return {k: (v if k == "stats" else [+x for x in v]) for k, v in out.items()}
+
+
+def overlaps_mp(W0, W_star, times, dps=30, integrator="gbs"):
     """Overlap ODE (MATH.md section 4) in mpmath at ``dps`` digits.
 
     Parameters
     ----------
     W0 : array or mpmath.matrix, shape (d, m)
     W_star : array or mpmath.matrix, shape (d, m_star)
-    times : sequence of float or mpf, increasing, >= 0 (time t, not gamma)
-    dps : int
-        Decimal digits of the working precision.
+    times : sequence of float or mpf, non-decreasing, >= 0 (time t, not gamma)
+    dps : int >= 15
+        Decimal digits of the result (the work runs at ``dps + GUARD_DPS``).
+    integrator : {"gbs", "odefun"}
+        See :func:`symflow.numerics.mpode.integrate` ("odefun": the former, slow path).
 
     Returns
     -------
-    dict of lists of mpf: "t", "risk", "phi", "chi", "dist".
+    dict
+        Lists of mpf (rounded to ``dps`` digits), one entry per time: "t", "risk", "phi",
+        "chi", "dist"; and "stats", the integrator statistics (dict).
+
+    Raises
+    ------
+    ValueError, TypeError
+        Bad ``times``, ``dps`` or ``integrator`` (named).
     """
     import mpmath
 
     from symflow.generated import quadratic_mpmath as K
+    from symflow.numerics.mpode import GUARD_DPS, integrate
 
-    with mpmath.workdps(dps):
+    dps = _check_dps(dps)
+    _check_integrator(integrator)
+    with mpmath.workdps(dps + GUARD_DPS):
+        times = _grid(times, "times")
         W0, Ws = to_mp_matrix(W0), to_mp_matrix(W_star)
         m, ms = W0.cols, Ws.cols
         Q0, M0, P = W0.T * W0, W0.T * Ws, Ws.T * Ws
@@ -105,16 +166,15 @@ def overlaps_mp(W0, W_star, times, dps=30):
 
         y0 = ([Q0[i, j] for i in range(m) for j in range(m)]
               + [M0[i, k] for i in range(m) for k in range(ms)] + [mpmath.mpf(0)])
-        sol = mpmath.odefun(rhs, 0, y0)
+        ys, stats = integrate(rhs, y0, times, dps, method=integrator)
         out = {k: [] for k in ("t", "risk", "phi", "chi", "dist")}
-        for t in times:
-            t = mpmath.mpf(t)
-            y = y0 if t == 0 else sol(t)
+        for t, y in zip(times, ys):
             Q, M = unpack(y)
             r, c, dd = _observables(Q, M, P)
             for k, v in zip(out, (t, r, y[-1], c, dd)):
-                out[k].append(+v)
-        return out
+                out[k].append(v)
+    out["stats"] = stats
+    return _rounded(out, dps)
 
 
 def _orthonormalise(W):
@@ -130,27 +190,40 @@ def _orthonormalise(W):
     return U
 
 
-def exact_mp(W0, W_star, times, dps=30):
+def exact_mp(W0, W_star, times, dps=30, integrator="gbs"):
     """Exact reduction of MATH.md section 5 in mpmath (orthonormal start and teacher).
 
-    ``W0`` and ``W_star`` are re-orthonormalised at ``dps`` digits (they are only
-    orthonormal to double precision when given as float arrays); the state (F, G)
-    is integrated with ``mpmath.odefun``.
+    ``W0`` and ``W_star`` are re-orthonormalised at the working precision (they are
+    only orthonormal to double precision when given as float arrays); the state
+    (F, H = G e^{-4 t / m*}) is integrated by :func:`symflow.numerics.mpode.integrate`.
 
     Parameters
     ----------
     W0 : array or mpmath.matrix, shape (d, m), W0^T W0 = I/m
     W_star : array or mpmath.matrix, shape (d, m_star), W*^T W* = I/m*
-    times : sequence, increasing, >= 0 (time t)
-    dps : int
+    times : sequence, non-decreasing, >= 0 (time t)
+    dps : int >= 15
+    integrator : {"gbs", "odefun"}
 
     Returns
     -------
-    dict of lists of mpf: "t", "risk", "phi", "chi", "dist".
+    dict
+        Lists of mpf (rounded to ``dps`` digits): "t", "risk", "phi", "chi", "dist";
+        and "stats", the integrator statistics (dict).
+
+    Raises
+    ------
+    ValueError, TypeError
+        Bad ``times``, ``dps`` or ``integrator`` (named).
     """
     import mpmath
 
-    with mpmath.workdps(dps):
+    from symflow.numerics.mpode import GUARD_DPS, integrate
+
+    dps = _check_dps(dps)
+    _check_integrator(integrator)
+    with mpmath.workdps(dps + GUARD_DPS):
+        times = _grid(times, "times")
         U, Us = _orthonormalise(to_mp_matrix(W0)), _orthonormalise(to_mp_matrix(W_star))
         m, ms = U.cols, Us.cols
         A = U.T * Us
@@ -159,8 +232,7 @@ def exact_mp(W0, W_star, times, dps=30):
         four_m = mpmath.mpf(4) / m
 
         # state (F, H), H = G e^{-4 t / m*}, which stays O(t) (G grows like e^{4 t / m*});
-        # e^{-2 phi} = e^{2 t} prod_k D_k^{-1/2} avoids logarithms in the right-hand side
-        # (odefun evaluates it at several hundred bits, where each log/exp is costly)
+        # e^{-2 phi} = e^{2 t} prod_k D_k^{-1/2}: one exp and one sqrt per evaluation
         def phi_of(t, F, G):
             return mpmath.fsum(mpmath.log(F * (1 - v) + G * v) for v in lam) / 4 - t
 
@@ -172,11 +244,9 @@ def exact_mp(W0, W_star, times, dps=30):
             return [e, e - mpmath.mpf(4) / ms * H]
 
         one = mpmath.mpf(1)
-        sol = mpmath.odefun(rhs, 0, [one, one])
+        ys, stats = integrate(rhs, [one, one], times, dps, method=integrator)
         out = {k: [] for k in ("t", "risk", "phi", "chi", "dist")}
-        for t in times:
-            t = mpmath.mpf(t)
-            y = (one, one) if t == 0 else sol(t)
+        for t, y in zip(times, ys):
             E = mpmath.exp(4 * t / ms)
             F, G = y[0], y[1] * E
             phi = phi_of(t, F, G)
@@ -189,8 +259,9 @@ def exact_mp(W0, W_star, times, dps=30):
             risk = dist2 / 2 + (trZ - 1) ** 2 / 4
             chi = zzs / (mpmath.sqrt(nz2) / mpmath.sqrt(ms))
             for k, val in zip(out, (t, risk, phi, chi, mpmath.sqrt(max(dist2, 0)))):
-                out[k].append(+val)
-        return out
+                out[k].append(val)
+    out["stats"] = stats
+    return _rounded(out, dps)
 
 
 def simulate_mp(W0, W_star, times, method="overlaps", dps=30, seed=None):
@@ -241,38 +312,57 @@ def simulate_mp(W0, W_star, times, method="overlaps", dps=30, seed=None):
         r = exact_mp(W0, W_star, times, dps)
     else:
         r = overlaps_mp(W0, W_star, times, dps)
+    stats = r.pop("stats")
     arr = {k: np.array(v, dtype=object) for k, v in r.items()}
     with mpmath.workdps(dps):
         gamma = np.array([t / d for t in r["t"]], dtype=object)
     meta = dict(d=d, m=m, m_star=Wsa.shape[1], method=method, dps=dps, seed=seed,
-                solver="mpmath.odefun", version=__version__)
+                solver="mpmath." + stats["integrator"], version=__version__,
+                **_meta_stats(stats))
     return Trajectory(t=arr["t"], gamma=gamma, risk=arr["risk"], phi=arr["phi"], chi=arr["chi"],
                       dist=arr["dist"], meta=meta)
 
 
-def limit_mp(alpha, alpha_star, gamma, dps=30):
+def _meta_stats(stats):
+    """Integrator statistics for a result's ``meta`` (without the duplicated dps)."""
+    return {k: v for k, v in stats.items() if k not in ("dps",)}
+
+
+def limit_mp(alpha, alpha_star, gamma, dps=30, integrator="gbs"):
     """High-dimensional limit (MATH.md section 6) in mpmath at ``dps`` digits.
 
     Same state and generated right-hand side as :func:`symflow.numerics.highdim.limit`
     ((log F, log J), kernels of :mod:`symflow.generated.limit_mpmath`), integrated by
-    ``mpmath.odefun``.
+    :func:`symflow.numerics.mpode.integrate`.
 
     Parameters
     ----------
     alpha, alpha_star : float in (0, 1]
         Read through their shortest decimal representation (0.3 means 3/10).
-    gamma : sequence of gamma = t/d values, increasing, >= 0
+    gamma : sequence of gamma = t/d values, non-decreasing, >= 0
     dps : int >= 15
+    integrator : {"gbs", "odefun"}
 
     Returns
     -------
-    dict of lists of mpf: "gamma", "phi", "chi", "log_F", "log_J".
+    dict
+        Lists of mpf (rounded to ``dps`` digits): "gamma", "phi", "chi", "log_F",
+        "log_J"; and "stats", the integrator statistics (dict).
+
+    Raises
+    ------
+    ValueError, TypeError
+        Bad ``gamma``, ``dps`` or ``integrator`` (named).
     """
     import mpmath
 
     from symflow.generated import limit_mpmath as K
+    from symflow.numerics.mpode import GUARD_DPS, integrate
 
-    with mpmath.workdps(dps):
+    dps = _check_dps(dps)
+    _check_integrator(integrator)
+    with mpmath.workdps(dps + GUARD_DPS):
+        gamma = _grid(gamma, "gamma")
         # floats are read through their shortest decimal repr, so 0.3 means 3/10 exactly
         # at every dps (alpha + alpha* = 1 then holds exactly for 0.3, 0.7)
         a, s_ = mpmath.mpf(repr(float(alpha))), mpmath.mpf(repr(float(alpha_star)))
@@ -299,15 +389,14 @@ def limit_mp(alpha, alpha_star, gamma, dps=30):
             return [K.limit_dlogf(v, s, a), K.limit_dlogj(v, s, a)]
 
         zero = mpmath.mpf(0)
-        sol = mpmath.odefun(rhs, 0, [zero, zero])
+        ys, stats = integrate(rhs, [zero, zero], gamma, dps, method=integrator)
         out = {k: [] for k in ("gamma", "phi", "chi", "log_F", "log_J")}
-        for g in gamma:
-            g = mpmath.mpf(g)
-            lf, lj = (zero, zero) if g == 0 else sol(g)
+        for g, (lf, lj) in zip(gamma, ys):
             log_v, v, u, s = pieces(g, lj)
             phi = K.limit_phi(lf, log_v, v, s, a)
             kk = K.overlap_k(u, v, r1, r2) if has_ac else mpmath.mpf(0)
             chi = K.limit_chi(v, s, p, q0, kk, s_)
             for k, val in zip(out, (g, phi, chi, lf, lj)):
-                out[k].append(+val)
-        return out
+                out[k].append(val)
+    out["stats"] = stats
+    return _rounded(out, dps)
