@@ -134,13 +134,20 @@ def numeric_activation_source(block, pair):
     return f"_ACT_{block} = ({sides[0]}, {sides[1]})\n"
 
 
+def block_pair(b):
+    """PairFunctions of a block (derived ones, or from the monomials of a polynomial)."""
+    from symflow.derivation.model import polynomial_pair_functions
+
+    return b.pair if b.pair is not None else polynomial_pair_functions(b)
+
+
 def pair_helpers(blocks, backend):
     """Source of the per-block pair functions (see the module docstring)."""
     from symflow.derivation.model import x, y, z
 
     out = []
     for b in blocks:
-        pf = b.pair
+        pf = block_pair(b)
         if pf.numeric and backend == "numpy":
             src = numeric_activation_source(b.name, pf)
             out.append(src if src is not None else f"_ACT_{b.name} = None  # bound at run time\n")
@@ -429,3 +436,160 @@ def _num(c, backend):
     if backend == "mpmath" and c.is_Rational:
         return f"(mpmath.mpf({c.p})/mpmath.mpf({c.q}))"
     return f"({NumPyPrinter().doprint(c)})" if backend == "numpy" else f"({c})"
+
+
+
+# --------------------------------------------- Jacobian (JVP) and pair values
+def jacobian_helpers(blocks, backend):
+    """Second partials of the pair functions: ``_<B>_hess`` (xx, xy, xz, yy, yz, zz for QQ;
+    xx, xz, zz for QM) and ``_QQ_d2psi``; None for numeric (quadrature) models."""
+    from symflow.derivation.model import second_partials, x, y, z
+
+    out = []
+    for b in blocks:
+        if b.cross == "P":
+            continue
+        sec = second_partials(block_pair(b))
+        if sec is None:
+            return None
+        hess, d2psi = sec
+        parts = hess if b.cross == "Q" else (hess[0], hess[2], hess[5])
+        out.append(function_source(f"_{b.name}_hess", (x, y, z), parts, backend))
+        if b.cross == "Q":
+            out.append(function_source(f"_{b.name}_d2psi", (x,), [d2psi], backend))
+    return "\n\n".join(out)
+
+
+def jacobian_source(spec, blocks, backend):
+    """Source of ``pair_values``, ``overlap_grad_jvp`` and ``overlap_flow_jvp``.
+
+    ``overlap_flow_jvp(Q, M, P, tQ, tM)`` is the directional derivative of the overlap
+    flow along (tQ, tM) (tQ symmetric), by the product rule on the chain-rule template of
+    ``overlap_flow`` with ``overlap_grad_jvp`` from the second partials of the pair
+    functions; batched over leading axes (numpy), so a full Jacobian is one call with
+    the unit directions as a batch.  ``pair_values`` returns the unweighted pair
+    matrices V_QQ (diagonal: psi) and V_QM (gradient in the second-layer weights:
+    dL/da = 2 coef_QQ V_QQ a + coef_QM V_QM a*).
+    """
+    from symflow.codegen.render import _sig
+
+    helpers = jacobian_helpers(blocks, backend)
+    sig = _sig(spec)
+    wsig = ", a, a_star" if spec.weighted else ""
+    num = backend == "numpy"
+    coef = {b.name: _num(b.coef, backend) for b in blocks}
+    out = []
+    if num:
+        out += ["def pair_values(Q, M, P):",
+                '    """Pair matrices V_QQ (..., m, m) (diagonal: the i = j terms) and V_QM '
+                '(..., m, m*),\n    without block coefficients or second-layer weights."""',
+                "    Q, M, P = (np.asarray(Q, dtype=float), np.asarray(M, dtype=float),"
+                " np.asarray(P, dtype=float))",
+                "    dQ = np.diagonal(Q, axis1=-2, axis2=-1)",
+                "    dP = np.diagonal(P, axis1=-2, axis2=-1)",
+                "    off = ~np.eye(Q.shape[-1], dtype=bool)",
+                "    V_QQ = np.where(off, _QQ_phi(dQ[..., :, None], dQ[..., None, :], "
+                "np.where(off, Q, 0.0)), 0.0) + _QQ_psi(dQ)[..., :, None] * "
+                "np.eye(Q.shape[-1])",
+                "    V_QM = _QM_phi(dQ[..., :, None], dP[..., None, :], M)",
+                "    return V_QQ, V_QM", ""]
+    else:
+        out += ["def pair_values(Q, M, P):",
+                '    """Pair matrices V_QQ (diagonal: the i = j terms) and V_QM (mpmath)."""',
+                "    Q, M, P = mpmath.matrix(Q), mpmath.matrix(M), mpmath.matrix(P)",
+                "    V_QQ = mpmath.matrix(Q.rows, Q.rows)",
+                "    V_QM = mpmath.matrix(M.rows, M.cols)",
+                "    for i in range(Q.rows):",
+                "        for j in range(Q.rows):",
+                "            V_QQ[i, j] = _QQ_psi(Q[i, i]) if i == j else "
+                "_QQ_phi(Q[i, i], Q[j, j], Q[i, j])",
+                "        for k in range(M.cols):",
+                "            V_QM[i, k] = _QM_phi(Q[i, i], P[k, k], M[i, k])",
+                "    return V_QQ, V_QM", ""]
+    if helpers is None:
+        out += [f"def overlap_grad_jvp({sig}, tQ=None, tM=None):",
+                "    raise NotImplementedError('the Jacobian needs closed-form activations "
+                "(numeric ones have no second partials)')", "",
+                f"def overlap_flow_jvp({sig}, tQ=None, tM=None):",
+                "    raise NotImplementedError('the Jacobian needs closed-form activations "
+                "(numeric ones have no second partials)')", ""]
+        return "\n".join(out)
+    cq, cm = coef["QQ"], coef["QM"]
+    if num:
+        wq = "a[..., :, None] * a[..., None, :]" if spec.weighted else "1.0"
+        wm = "a[..., :, None] * a_star[..., None, :]" if spec.weighted else "1.0"
+        wd = "a * a" if spec.weighted else "1.0"
+        out += [f"def overlap_grad_jvp(Q, M, P{wsig}, tQ=None, tM=None):",
+                '    """Directional derivative (dG_Q, dG_M) of ``overlap_grad`` along (tQ, '
+                'tM)."""',
+                "    Q, M, P, tQ, tM = (np.asarray(v, dtype=float) for v in (Q, M, P, tQ, tM))",
+                "    m = Q.shape[-1]",
+                "    dQ = np.diagonal(Q, axis1=-2, axis2=-1)",
+                "    dP = np.diagonal(P, axis1=-2, axis2=-1)",
+                "    tx = np.diagonal(tQ, axis1=-2, axis2=-1)",
+                "    off = ~np.eye(m, dtype=bool)",
+                f"    wq, wm, wd = {wq}, {wm}, {wd}",
+                "    X, Y, Z = dQ[..., :, None], dQ[..., None, :], np.where(off, Q, 0.0)",
+                "    xx, xy, xz, yy, yz, zz = _QQ_hess(X, Y, Z)",
+                "    tX, tY = tx[..., :, None], tx[..., None, :]",
+                f"    G_Q = {cq} * np.where(off, wq * (xz * tX + yz * tY + zz * tQ), 0.0)",
+                f"    g = {cq} * (np.sum(np.where(off, wq * (xx * tX + xy * tY + xz * tQ), 0.0), "
+                "axis=-1)",
+                "                + np.sum(np.where(off, wq * (xy * tX + yy * tY + yz * tQ), 0.0), "
+                "axis=-2)",
+                "                + wd * _QQ_d2psi(dQ) * tx)",
+                "    hxx, hxz, hzz = _QM_hess(dQ[..., :, None], dP[..., None, :], M)",
+                f"    G_M = {cm} * wm * (hxz * tX + hzz * tM)",
+                f"    g = g + {cm} * np.sum(wm * (hxx * tX + hxz * tM), axis=-1)",
+                "    return G_Q + g[..., :, None] * np.eye(m), G_M", "",
+                f"def overlap_flow_jvp(Q, M, P{wsig}, tQ=None, tM=None):",
+                '    """Directional derivative of ``overlap_flow`` along (tQ, tM) (tQ '
+                'symmetric).\n\n    Batched over leading axes; the Jacobian of the flow is '
+                'this map on unit\n    directions.  Product rule on the chain-rule template '
+                'of overlap_flow.\n    """',
+                "    Q, M, P, tQ, tM = (np.asarray(v, dtype=float) for v in (Q, M, P, tQ, tM))",
+                f"    G_Q, G_M = overlap_grad(Q, M, P{wsig})",
+                f"    dG_Q, dG_M = overlap_grad_jvp(Q, M, P{wsig}, tQ=tQ, tM=tM)",
+                "    T = lambda A: np.swapaxes(A, -1, -2)  # noqa: E731",
+                "    S, dS = G_Q + T(G_Q), dG_Q + T(dG_Q)",
+                "    ddQ = -(dS @ Q + S @ tQ + tQ @ S + Q @ dS + dG_M @ T(M) + G_M @ T(tM)"
+                " + tM @ T(G_M) + M @ T(dG_M))",
+                "    ddM = -(dS @ M + S @ tM + dG_M @ P)",
+                "    return ddQ, ddM", ""]
+    else:
+        wq = " * a[i] * a[j]" if spec.weighted else ""
+        wm = " * a[i] * a_star[k]" if spec.weighted else ""
+        wd = " * a[i] * a[i]" if spec.weighted else ""
+        out += [f"def overlap_grad_jvp(Q, M, P{wsig}, tQ=None, tM=None):",
+                '    """Directional derivative (dG_Q, dG_M) of ``overlap_grad`` (mpmath)."""',
+                "    Q, M, P = mpmath.matrix(Q), mpmath.matrix(M), mpmath.matrix(P)",
+                "    tQ, tM = mpmath.matrix(tQ), mpmath.matrix(tM)",
+                "    G_Q = mpmath.zeros(Q.rows, Q.cols)",
+                "    G_M = mpmath.zeros(M.rows, M.cols)",
+                "    for i in range(Q.rows):",
+                "        for j in range(Q.rows):",
+                "            if i == j:",
+                f"                G_Q[i, i] += {cq} * _QQ_d2psi(Q[i, i]) * tQ[i, i]{wd}",
+                "                continue",
+                "            xx, xy, xz, yy, yz, zz = _QQ_hess(Q[i, i], Q[j, j], Q[i, j])",
+                "            ti, tj, tz = tQ[i, i], tQ[j, j], tQ[i, j]",
+                f"            G_Q[i, j] += {cq} * (xz * ti + yz * tj + zz * tz){wq}",
+                f"            G_Q[i, i] += {cq} * (xx * ti + xy * tj + xz * tz){wq}",
+                f"            G_Q[j, j] += {cq} * (xy * ti + yy * tj + yz * tz){wq}",
+                "        for k in range(M.cols):",
+                "            hxx, hxz, hzz = _QM_hess(Q[i, i], P[k, k], M[i, k])",
+                f"            G_M[i, k] += {cm} * (hxz * tQ[i, i] + hzz * tM[i, k]){wm}",
+                f"            G_Q[i, i] += {cm} * (hxx * tQ[i, i] + hxz * tM[i, k]){wm}",
+                "    return G_Q, G_M", "",
+                f"def overlap_flow_jvp(Q, M, P{wsig}, tQ=None, tM=None):",
+                '    """Directional derivative of ``overlap_flow`` along (tQ, tM) (mpmath)."""',
+                "    Q, M, P = mpmath.matrix(Q), mpmath.matrix(M), mpmath.matrix(P)",
+                "    tQ, tM = mpmath.matrix(tQ), mpmath.matrix(tM)",
+                f"    G_Q, G_M = overlap_grad(Q, M, P{wsig})",
+                f"    dG_Q, dG_M = overlap_grad_jvp(Q, M, P{wsig}, tQ=tQ, tM=tM)",
+                "    S, dS = G_Q + G_Q.T, dG_Q + dG_Q.T",
+                "    ddQ = -(dS * Q + S * tQ + tQ * S + Q * dS + dG_M * M.T + G_M * tM.T"
+                " + tM * G_M.T + M * dG_M.T)",
+                "    ddM = -(dS * M + S * tM + dG_M * P)",
+                "    return ddQ, ddM", ""]
+    return helpers + "\n\n\n" + "\n".join(out)

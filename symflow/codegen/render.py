@@ -244,7 +244,7 @@ _CHAIN = {
 }
 
 
-def render_model_module(spec, blocks, backend, sgd=None):
+def render_model_module(spec, blocks, backend, sgd=None, jacobian=True):
     """Source text of the generated kernel module of a model.
 
     Parameters
@@ -255,6 +255,9 @@ def render_model_module(spec, blocks, backend, sgd=None):
     backend : {"numpy", "mpmath"}
     sgd : (sgd_blocks, noise_pair), optional
         From ``derive_sgd_blocks(spec)``; adds ``sgd_term``.
+    jacobian : bool
+        Add ``pair_values``, ``overlap_grad_jvp`` and ``overlap_flow_jvp`` (the derived
+        Jacobian of the flow, from second partials of the pair functions).
 
     Returns
     -------
@@ -335,6 +338,12 @@ def render_model_module(spec, blocks, backend, sgd=None):
             f"    return {mm('W', '(G_Q + ' + T('G_Q') + ')')} + {mm('W_star', T('G_M'))}",
             ""]
     text = "\n".join(out)
+    if jacobian:
+        from symflow.codegen import general as gen
+
+        if not general:
+            text += "\n\n" + gen.pair_helpers(blocks, backend)
+        text += "\n\n" + gen.jacobian_source(spec, blocks, backend)
     if sgd is not None:
         text += render_sgd_function(spec, sgd[0], sgd[1], backend)
     return text

@@ -499,3 +499,23 @@ def entrywise_sgd_term(spec: ModelSpec, m, m_star, a=None, a_star=None):
             out[j, k] = expect(sp.expand(w * (f - fs) ** 2), fields, cov) + expect(
                 sp.expand(w * spec.noise), fields, cov)
     return out, (Q, M, P)
+
+
+def polynomial_pair_functions(b):
+    """:class:`PairFunctions` of a polynomial block (partials by differentiation of the
+    Isserlis polynomial, exact; psi = phi(x, x, x))."""
+    phi = sp.expand(b.phi)
+    psi = sp.expand(phi.subs({y: x, z: x}, simultaneous=True))
+    return PairFunctions(phi, sp.diff(phi, x), sp.diff(phi, y), sp.diff(phi, z), psi,
+                         sp.diff(psi, x))
+
+
+def second_partials(pf):
+    """Second derivatives of a pair function for the Jacobian of the flow:
+    (xx, xy, xz, yy, yz, zz) of phi and psi''(x), by differentiating the first partials
+    (which came from Price's rule).  Numeric (quadrature) pair functions: None."""
+    if pf.numeric:
+        return None
+    return ((sp.diff(pf.d_x, x), sp.diff(pf.d_x, y), sp.diff(pf.d_x, z),
+             sp.diff(pf.d_y, y), sp.diff(pf.d_y, z), sp.diff(pf.d_z, z)),
+            None if pf.d_psi is None else sp.diff(pf.d_psi, x))

@@ -103,6 +103,97 @@ def weight_grad(W, W_star):
     return (W * (G_Q + G_Q.T)) + (W_star * G_M.T)
 
 
+def _QQ_phi(x, y, z):
+    return x*y + 2*z**2
+
+
+def _QQ_grad(x, y, z):
+    return y, x, 4*z
+
+
+def _QQ_psi(x):
+    return 3*x**2
+
+
+def _QQ_dpsi(x):
+    return 6*x
+
+
+def _QM_phi(x, y, z):
+    return x*y + 2*z**2
+
+
+def _QM_grad(x, y, z):
+    return y, 4*z
+
+
+def _PP_phi(x, y, z):
+    return x*y + 2*z**2
+
+
+def _PP_psi(x):
+    return 3*x**2
+
+
+def _QQ_hess(x, y, z):
+    return 0, 1, 0, 0, 0, 4
+
+
+def _QQ_d2psi(x):
+    return 6
+
+
+def _QM_hess(x, y, z):
+    return 0, 0, 4
+
+
+
+def pair_values(Q, M, P):
+    """Pair matrices V_QQ (diagonal: the i = j terms) and V_QM (mpmath)."""
+    Q, M, P = mpmath.matrix(Q), mpmath.matrix(M), mpmath.matrix(P)
+    V_QQ = mpmath.matrix(Q.rows, Q.rows)
+    V_QM = mpmath.matrix(M.rows, M.cols)
+    for i in range(Q.rows):
+        for j in range(Q.rows):
+            V_QQ[i, j] = _QQ_psi(Q[i, i]) if i == j else _QQ_phi(Q[i, i], Q[j, j], Q[i, j])
+        for k in range(M.cols):
+            V_QM[i, k] = _QM_phi(Q[i, i], P[k, k], M[i, k])
+    return V_QQ, V_QM
+
+def overlap_grad_jvp(Q, M, P, tQ=None, tM=None):
+    """Directional derivative (dG_Q, dG_M) of ``overlap_grad`` (mpmath)."""
+    Q, M, P = mpmath.matrix(Q), mpmath.matrix(M), mpmath.matrix(P)
+    tQ, tM = mpmath.matrix(tQ), mpmath.matrix(tM)
+    G_Q = mpmath.zeros(Q.rows, Q.cols)
+    G_M = mpmath.zeros(M.rows, M.cols)
+    for i in range(Q.rows):
+        for j in range(Q.rows):
+            if i == j:
+                G_Q[i, i] += (mpmath.mpf(1)/mpmath.mpf(4)) * _QQ_d2psi(Q[i, i]) * tQ[i, i]
+                continue
+            xx, xy, xz, yy, yz, zz = _QQ_hess(Q[i, i], Q[j, j], Q[i, j])
+            ti, tj, tz = tQ[i, i], tQ[j, j], tQ[i, j]
+            G_Q[i, j] += (mpmath.mpf(1)/mpmath.mpf(4)) * (xz * ti + yz * tj + zz * tz)
+            G_Q[i, i] += (mpmath.mpf(1)/mpmath.mpf(4)) * (xx * ti + xy * tj + xz * tz)
+            G_Q[j, j] += (mpmath.mpf(1)/mpmath.mpf(4)) * (xy * ti + yy * tj + yz * tz)
+        for k in range(M.cols):
+            hxx, hxz, hzz = _QM_hess(Q[i, i], P[k, k], M[i, k])
+            G_M[i, k] += (mpmath.mpf(-1)/mpmath.mpf(2)) * (hxz * tQ[i, i] + hzz * tM[i, k])
+            G_Q[i, i] += (mpmath.mpf(-1)/mpmath.mpf(2)) * (hxx * tQ[i, i] + hxz * tM[i, k])
+    return G_Q, G_M
+
+def overlap_flow_jvp(Q, M, P, tQ=None, tM=None):
+    """Directional derivative of ``overlap_flow`` along (tQ, tM) (mpmath)."""
+    Q, M, P = mpmath.matrix(Q), mpmath.matrix(M), mpmath.matrix(P)
+    tQ, tM = mpmath.matrix(tQ), mpmath.matrix(tM)
+    G_Q, G_M = overlap_grad(Q, M, P)
+    dG_Q, dG_M = overlap_grad_jvp(Q, M, P, tQ=tQ, tM=tM)
+    S, dS = G_Q + G_Q.T, dG_Q + dG_Q.T
+    ddQ = -(dS * Q + S * tQ + tQ * S + Q * dS + dG_M * M.T + G_M * tM.T + tM * G_M.T + M * dG_M.T)
+    ddM = -(dS * M + S * tM + dG_M * P)
+    return ddQ, ddM
+
+
 def sgd_term(Q, M, P):
     """eta^2 term of the online-SGD overlap ODE: E[g_j g_k] (m x m).
 

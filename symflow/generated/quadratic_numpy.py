@@ -103,6 +103,99 @@ def weight_grad(W, W_star):
     return (W @ (G_Q + np.swapaxes(G_Q, -1, -2))) + (W_star @ np.swapaxes(G_M, -1, -2))
 
 
+def _QQ_phi(x, y, z):
+    return x*y + 2*z**2 + 0.0 * (x + y + z)
+
+
+def _QQ_grad(x, y, z):
+    return y + 0.0 * (x + y + z), x + 0.0 * (x + y + z), 4*z + 0.0 * (x + y + z)
+
+
+def _QQ_psi(x):
+    return 3*x**2 + 0.0 * (x)
+
+
+def _QQ_dpsi(x):
+    return 6*x + 0.0 * (x)
+
+
+def _QM_phi(x, y, z):
+    return x*y + 2*z**2 + 0.0 * (x + y + z)
+
+
+def _QM_grad(x, y, z):
+    return y + 0.0 * (x + y + z), 4*z + 0.0 * (x + y + z)
+
+
+def _PP_phi(x, y, z):
+    return x*y + 2*z**2 + 0.0 * (x + y + z)
+
+
+def _PP_psi(x):
+    return 3*x**2 + 0.0 * (x)
+
+
+def _QQ_hess(x, y, z):
+    return 0 + 0.0 * (x + y + z), 1 + 0.0 * (x + y + z), 0 + 0.0 * (x + y + z), 0 + 0.0 * (x + y + z), 0 + 0.0 * (x + y + z), 4 + 0.0 * (x + y + z)
+
+
+def _QQ_d2psi(x):
+    return 6 + 0.0 * (x)
+
+
+def _QM_hess(x, y, z):
+    return 0 + 0.0 * (x + y + z), 0 + 0.0 * (x + y + z), 4 + 0.0 * (x + y + z)
+
+
+
+def pair_values(Q, M, P):
+    """Pair matrices V_QQ (..., m, m) (diagonal: the i = j terms) and V_QM (..., m, m*),
+    without block coefficients or second-layer weights."""
+    Q, M, P = (np.asarray(Q, dtype=float), np.asarray(M, dtype=float), np.asarray(P, dtype=float))
+    dQ = np.diagonal(Q, axis1=-2, axis2=-1)
+    dP = np.diagonal(P, axis1=-2, axis2=-1)
+    off = ~np.eye(Q.shape[-1], dtype=bool)
+    V_QQ = np.where(off, _QQ_phi(dQ[..., :, None], dQ[..., None, :], np.where(off, Q, 0.0)), 0.0) + _QQ_psi(dQ)[..., :, None] * np.eye(Q.shape[-1])
+    V_QM = _QM_phi(dQ[..., :, None], dP[..., None, :], M)
+    return V_QQ, V_QM
+
+def overlap_grad_jvp(Q, M, P, tQ=None, tM=None):
+    """Directional derivative (dG_Q, dG_M) of ``overlap_grad`` along (tQ, tM)."""
+    Q, M, P, tQ, tM = (np.asarray(v, dtype=float) for v in (Q, M, P, tQ, tM))
+    m = Q.shape[-1]
+    dQ = np.diagonal(Q, axis1=-2, axis2=-1)
+    dP = np.diagonal(P, axis1=-2, axis2=-1)
+    tx = np.diagonal(tQ, axis1=-2, axis2=-1)
+    off = ~np.eye(m, dtype=bool)
+    wq, wm, wd = 1.0, 1.0, 1.0
+    X, Y, Z = dQ[..., :, None], dQ[..., None, :], np.where(off, Q, 0.0)
+    xx, xy, xz, yy, yz, zz = _QQ_hess(X, Y, Z)
+    tX, tY = tx[..., :, None], tx[..., None, :]
+    G_Q = (1/4) * np.where(off, wq * (xz * tX + yz * tY + zz * tQ), 0.0)
+    g = (1/4) * (np.sum(np.where(off, wq * (xx * tX + xy * tY + xz * tQ), 0.0), axis=-1)
+                + np.sum(np.where(off, wq * (xy * tX + yy * tY + yz * tQ), 0.0), axis=-2)
+                + wd * _QQ_d2psi(dQ) * tx)
+    hxx, hxz, hzz = _QM_hess(dQ[..., :, None], dP[..., None, :], M)
+    G_M = (-1/2) * wm * (hxz * tX + hzz * tM)
+    g = g + (-1/2) * np.sum(wm * (hxx * tX + hxz * tM), axis=-1)
+    return G_Q + g[..., :, None] * np.eye(m), G_M
+
+def overlap_flow_jvp(Q, M, P, tQ=None, tM=None):
+    """Directional derivative of ``overlap_flow`` along (tQ, tM) (tQ symmetric).
+
+    Batched over leading axes; the Jacobian of the flow is this map on unit
+    directions.  Product rule on the chain-rule template of overlap_flow.
+    """
+    Q, M, P, tQ, tM = (np.asarray(v, dtype=float) for v in (Q, M, P, tQ, tM))
+    G_Q, G_M = overlap_grad(Q, M, P)
+    dG_Q, dG_M = overlap_grad_jvp(Q, M, P, tQ=tQ, tM=tM)
+    T = lambda A: np.swapaxes(A, -1, -2)  # noqa: E731
+    S, dS = G_Q + T(G_Q), dG_Q + T(dG_Q)
+    ddQ = -(dS @ Q + S @ tQ + tQ @ S + Q @ dS + dG_M @ T(M) + G_M @ T(tM) + tM @ T(G_M) + M @ T(dG_M))
+    ddM = -(dS @ M + S @ tM + dG_M @ P)
+    return ddQ, ddM
+
+
 def sgd_term(Q, M, P):
     """eta^2 term of the online-SGD overlap ODE: E[g_j g_k] (m x m).
 

@@ -183,7 +183,8 @@ def cache_dir():
 
 
 def _spec_key(spec, part, max_terms=None):
-    """Content hash of a model spec (sympy srepr), the part and the package version."""
+    """Content hash of a model spec (sympy srepr), the part, the package version and the
+    sources of the derivation pipeline."""
     import sympy as sp
 
     from symflow import __version__
@@ -191,13 +192,26 @@ def _spec_key(spec, part, max_terms=None):
     if any(isinstance(a, CallableActivation) for a in (spec.activation,
                                                         spec.teacher_activation)):
         return None  # a callable has no stable content: not cached on disk
-    text = "|".join([__version__, sp.__version__, part, str(max_terms),
+    text = "|".join([__version__, sp.__version__, _pipeline_hash(), part, str(max_terms),
                      *(sp.srepr(sp.sympify(v)) for v in (spec.activation,
                                                          spec.teacher_activation,
                                                          spec.loss_scale, spec.noise,
                                                          spec.weight_decay)),
                      str(spec.weighted)])
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@functools.lru_cache(maxsize=1)
+def _pipeline_hash():
+    """Hash of the sources of the derivation pipeline (engine, derivation, codegen), so a
+    changed generator never serves kernels cached by an older one."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for sub in ("engine", "derivation", "codegen"):
+        for f in sorted((root / sub).glob("*.py")):
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def _cached_source(spec, part, render, max_terms=None):
