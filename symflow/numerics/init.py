@@ -13,7 +13,7 @@ import numpy as np
 from symflow._validate import as_matrix, positive_int
 from symflow._validate import rng as _rng
 
-__all__ = ["orthonormal", "gaussian", "degenerate"]
+__all__ = ["orthonormal", "gaussian", "degenerate", "from_overlaps"]
 
 
 def orthonormal(d, k, seed=None):
@@ -128,3 +128,46 @@ def degenerate(W, direction=0):
         raise ValueError(f"direction must be in [-{d}, {d}), got {direction}")
     W[direction, :] = 0.0
     return W
+
+
+def from_overlaps(Q, M, P, d=None):
+    """Weights with prescribed overlaps: W^T W = Q, W^T W* = M, W*^T W* = P.
+
+    Parameters
+    ----------
+    Q : array (m, m), M : array (m, m_star), P : array (m_star, m_star)
+        A joint Gram matrix [[Q, M], [M^T, P]] that is positive semi-definite.
+    d : int, optional
+        Input dimension (>= m + m_star; default m + m_star); extra rows are zero.
+
+    Returns
+    -------
+    W : ndarray (d, m), W_star : ndarray (d, m_star)
+
+    Raises
+    ------
+    ValueError
+        Shapes, or a joint Gram matrix with a negative eigenvalue (beyond round-off).
+
+    Notes
+    -----
+    W = V^T (first m columns) from the eigendecomposition G = U diag(l) U^T,
+    V = diag(sqrt(l)) U^T: exact up to round-off, for singular G too.
+    """
+    Q, M, P = (np.asarray(A, dtype=float) for A in (Q, M, P))
+    m, ms = M.shape
+    if Q.shape != (m, m) or P.shape != (ms, ms):
+        raise ValueError(f"Q, M, P must have shapes (m, m), (m, m*), (m*, m*), got "
+                         f"{Q.shape}, {M.shape}, {P.shape}")
+    G = np.block([[Q, M], [M.T, P]])
+    G = 0.5 * (G + G.T)
+    lam, U = np.linalg.eigh(G)
+    if lam[0] < -1e-10 * max(lam[-1], 1e-300):
+        raise ValueError(f"the overlaps are not a Gram matrix: eigenvalue {lam[0]:.3g} < 0")
+    n = m + ms
+    d = n if d is None else positive_int(d, "d")
+    if d < n:
+        raise ValueError(f"d must be >= m + m_star = {n}, got {d}")
+    V = np.zeros((d, n))
+    V[:n] = np.sqrt(np.maximum(lam, 0.0))[:, None] * U.T
+    return V[:, :m].copy(), V[:, m:].copy()

@@ -361,6 +361,14 @@ class Model:
         Factor of the squared loss (1/4 in the paper, 1/2 for committee machines).
     basis : {"monomial", "hermite"}
         Basis of coefficient lists.
+    train_second_layer : bool
+        Train the second-layer weights a too (Goldt et al. 2019): the state gains a(t),
+        da/dt = -second_layer_lr * dL/da for the gradient flow, and
+        da/dt = lr * second_layer_lr * (-dL/da) for online SGD (step lr * second_layer_lr / d
+        on a; its fluctuations vanish as d -> infinity, so there is no lr^2 term).  ``a``
+        is then the initial value (default 1).
+    second_layer_lr : float > 0
+        Learning-rate ratio of the second layer (default 1).
     max_terms : int, optional
         Budget of the online-SGD derivation of polynomial models (terms of one
         four-field moment; default ``symflow.derivation.model.SGD_MAX_TERMS`` = 200000):
@@ -396,7 +404,8 @@ class Model:
     """
 
     def __init__(self, activation, m, m_star, teacher_activation=None, a=None, a_star=None,
-                 noise=0, weight_decay=0, loss_scale=0.25, basis="monomial", max_terms=None):
+                 noise=0, weight_decay=0, loss_scale=0.25, basis="monomial", max_terms=None,
+                 train_second_layer=False, second_layer_lr=1.0):
         import sympy as sp
 
         from symflow.derivation.model import ModelSpec
@@ -412,13 +421,23 @@ class Model:
         self.max_terms = None if max_terms is None else positive_int(max_terms, "max_terms")
         self.a = self._weights(a, self.m, "a")
         self.a_star = self._weights(a_star, self.m_star, "a_star")
-        weighted = a is not None or a_star is not None
+        if not isinstance(train_second_layer, bool):
+            raise TypeError(f"train_second_layer must be True or False, got "
+                            f"{train_second_layer!r}")
+        self.train_second_layer = train_second_layer
+        self.second_layer_lr = finite_float(second_layer_lr, "second_layer_lr", lo=0,
+                                            lo_open=True)
+        weighted = a is not None or a_star is not None or train_second_layer
         q = functools.partial(sp.nsimplify, rational=True)
         self.spec = ModelSpec(name="model", activation=act, teacher_activation=tact,
                               loss_scale=q(loss_scale), noise=q(noise),
                               weight_decay=q(weight_decay), weighted=weighted,
                               description=f"student {act}, teacher {tact}")
         self.source, ns = _build(self.spec)
+        self.raw = types.SimpleNamespace(
+            **{k: ns[k] for k in ("risk_from_overlaps", "overlap_grad", "overlap_flow",
+                                  "weight_grad", "pair_values", "overlap_flow_jvp")},
+            sgd_term=lambda *args: _build_sgd(self.spec, "numpy", self.max_terms)[1](*args))
         bind = self._bind
         self.kernels = types.SimpleNamespace(
             risk_from_overlaps=bind(ns["risk_from_overlaps"]),
@@ -551,6 +570,28 @@ class Model:
         S = self.kernels.sgd_term(Q, M, P)  # first: it raises for unsupported activations
         dQ, dM = self.kernels.overlap_flow(Q, M, P)
         return lr * dQ + lr * lr * S, lr * dM
+
+    def second_layer_grad(self, Q, M, P, a=None):
+        """dL/da (..., m): 2 coef_QQ V_QQ a + coef_QM V_QM a* with the pair matrices of the
+        derived risk (``pair_values``).
+
+        Parameters
+        ----------
+        Q, M, P : arrays (..., m, m), (..., m, m*), (..., m*, m*)
+        a : array (..., m), optional
+            Default: the model's ``a``.
+
+        Source: MATH.md section 9 (risk as pair sums weighted by a_i a_j).
+        """
+        Q, M, P = self._check(Q, M, P)
+        a = self.a if a is None else np.asarray(a, dtype=float)
+        return self._dl_da(Q, M, P, a)
+
+    def _dl_da(self, Q, M, P, a):
+        V_QQ, V_QM = self.raw.pair_values(Q, M, P)
+        ls = float(self.spec.loss_scale)  # block coefficients: QQ ls, QM -2 ls
+        return 2 * ls * (np.einsum("...ij,...j->...i", V_QQ, a)
+                         - np.einsum("...ik,...k->...i", V_QM, self.a_star))
 
     def _mp_args(self, Q, M, P, dps):
         import mpmath

@@ -10,6 +10,7 @@ integrated with the state, ``chi = ||M||_F^2 / (||Q||_F ||P||_F)`` and
 from __future__ import annotations
 
 import json
+import types
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,7 +22,7 @@ from symflow.numerics.kernels import _pair, weights_risk_dist
 
 __all__ = ["Trajectory", "simulate", "simulate_batch", "METHODS", "SOLVERS", "Diverged"]
 
-METHODS = ("overlaps", "weights", "exact", "gd")
+METHODS = ("overlaps", "weights", "exact", "gd", "symmetric")
 
 
 @dataclass
@@ -40,7 +41,16 @@ class Trajectory:
     Q : ndarray (n, m, m) or None
         ``W^T W`` (None for ``method="exact"``, which fixes Z only up to a rotation of W).
     M : ndarray (n, m, m_star) or None
-        ``W^T W*``.
+        ``W^T W*`` (R in committee-machine papers).
+    a : ndarray (n, m) or None
+        Second-layer weights when they are trained (``Model(train_second_layer=True)``).
+    events : dict
+        Event times (time t; None if it did not occur before the last time), for the
+        ``events`` requested from :func:`simulate`: "risk" (first time the risk falls
+        below the level), "specialisation" (first time max_n (max_i |M_in| - min_i
+        |M_in|) exceeds the threshold), "plateau_entry" / "plateau_exit" (first time the
+        relative decay rate -d log L / dt falls below the rate, and the next time it
+        rises above it again).
     meta : dict
         Parameters (d, m, m_star, method, rtol, atol, solver, eta), seed if known,
         package version, solver statistics.
@@ -55,19 +65,29 @@ class Trajectory:
     Q: np.ndarray | None = None
     M: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
+    a: np.ndarray | None = None
+    events: dict = field(default_factory=dict)
 
     COLUMNS = ("t", "gamma", "risk", "phi", "chi", "dist")
 
     def to_csv(self, path):
-        """Write the columns t, gamma, risk, phi, chi, dist to ``path`` (atomic)."""
-        data = np.column_stack([np.asarray(getattr(self, c), dtype=float) for c in self.COLUMNS])
+        """Write the columns t, gamma, risk, phi, chi, dist (and a_0, a_1, ... for a trained
+        second layer) to ``path`` (atomic)."""
+        cols = [np.asarray(getattr(self, c), dtype=float) for c in self.COLUMNS]
+        names = list(self.COLUMNS)
+        if self.a is not None:
+            cols += list(np.asarray(self.a, dtype=float).T)
+            names += [f"a_{i}" for i in range(self.a.shape[-1])]
+        data = np.column_stack(cols)
         _atomic(path, lambda fh: np.savetxt(fh, data, delimiter=",", header=",".join(
-            self.COLUMNS), comments="", fmt="%.17g"), mode="w")
+            names), comments="", fmt="%.17g"), mode="w")
 
     def to_npz(self, path):
-        """Write every array and the metadata (as JSON) to ``path`` (.npz, atomic)."""
+        """Write every array, the events and the metadata (as JSON) to ``path`` (.npz,
+        atomic)."""
         arrays = {c: np.asarray(getattr(self, c), dtype=float) for c in self.COLUMNS}
-        for name in ("Q", "M"):
+        arrays["events"] = np.array(json.dumps(self.events, sort_keys=True, default=str))
+        for name in ("Q", "M", "a"):
             if getattr(self, name) is not None:
                 arrays[name] = getattr(self, name)
         arrays["meta"] = np.array(json.dumps(self.meta, sort_keys=True, default=str))
@@ -153,7 +173,40 @@ def _solver_class(name):
     return getattr(si, name)
 
 
-def _integrate(rhs, y0, t, solver, rtol, atol, tick, diverged_hint, scale):
+class _Events:
+    """First crossings of event functions, located on the solver's dense output.
+
+    ``specs``: list of (name, g, direction, after) with g(y) a scalar, direction -1 for a
+    downward and +1 for an upward crossing of 0, and ``after`` the name of an event that
+    must have happened first (or None).  Crossings are bracketed between steps and
+    refined by Brent's method on the interpolant (to 1e-10 of the step)."""
+
+    def __init__(self, specs):
+        self.specs = specs
+        self.times = {name: None for name, *_ in specs}
+        self.prev = None
+
+    def check(self, t0, y0, t1, y1, dense):
+        from scipy.optimize import brentq
+
+        g0 = [g(y0) for _, g, _, _ in self.specs] if self.prev is None else self.prev
+        g1 = [g(y1) for _, g, _, _ in self.specs]
+        for k, (name, g, direction, after) in enumerate(self.specs):
+            if self.times[name] is not None or (after and self.times[after] is None):
+                continue
+            a, b = g0[k], g1[k]
+            if np.isfinite(a) and np.isfinite(b) and (a > 0 >= b if direction < 0 else
+                                                       a < 0 <= b):
+                lo = max(t0, self.times[after]) if after else t0
+                try:
+                    self.times[name] = float(brentq(lambda s: g(dense(s)), lo, t1,
+                                                    xtol=1e-10 * max(t1 - t0, 1e-300)))
+                except ValueError:
+                    self.times[name] = float(t1)
+        self.prev = g1
+
+
+def _integrate(rhs, y0, t, solver, rtol, atol, tick, diverged_hint, scale, events=None):
     """Integrate ``y' = rhs(s, y)`` from 0 and return ``(Y (n_state, n_t), stats)``.
 
     ``solver="auto"``: DOP853 (explicit, 8th order) while the problem is not stiff; when,
@@ -191,6 +244,7 @@ def _integrate(rhs, y0, t, solver, rtol, atol, tick, diverged_hint, scale):
     out[:, t == 0] = y0[:, None]
     names = ["DOP853" if solver == "auto" else solver]
     s0, y, k = 0.0, y0, int(np.searchsorted(t, 0.0, side="right"))
+    prev_y = y0.copy()
     while True:
         method = names[-1]
         st = _solver_class(method)(f, s0, y, float(t[-1]), rtol=rtol, atol=atol)
@@ -203,10 +257,14 @@ def _integrate(rhs, y0, t, solver, rtol, atol, tick, diverged_hint, scale):
             if st.status == "failed":
                 raise RuntimeError(f"{method} failed near t = {st.t:.6g}: {msg}")
             j = int(np.searchsorted(t, st.t, side="right"))
+            dense = None
             if j > k:
                 dense = st.dense_output()
                 out[:, k:j] = dense(t[k:j]).reshape(y0.size, j - k)
                 k = j
+            if events is not None and st.t > t_old:
+                events.check(t_old, prev_y, st.t, st.y, dense or st.dense_output())
+            prev_y = st.y.copy()
             if switch and st.nfev > _STIFF_NFEV and st.t < t[-1]:
                 h = st.t - t_old
                 if h > 0 and 12.0 * (t[-1] - st.t) / h > _STIFF_PROJECTED:
@@ -238,50 +296,186 @@ def _amax(A):
     return float(np.max(np.abs(A))) if np.size(A) else 0.0
 
 
-def _run_overlaps(W0, Ws, t, solver, rtol, atol, tick, flow=_gen.overlap_flow, hint=""):
+def _run_symmetric(W0, Ws, times, model, rtol, meta, lr):
+    """The exact four-scalar reduction on the symmetric ansatz (``SymmetricAnsatz``)."""
+    from symflow.numerics.fixedpoints import SymmetricAnsatz
+
+    if model is None:
+        raise ValueError('method="symmetric" needs a model (e.g. the erf committee machine)')
+    if lr is not None:
+        raise ValueError('method="symmetric" integrates the gradient flow (lr is not '
+                         'supported)')
+    Q0, M0, P = W0.T @ W0, W0.T @ Ws, Ws.T @ Ws
+    ans = SymmetricAnsatz(model, P)
+    K = ans.K
+    off = ~np.eye(K, dtype=bool)
+    v = (Q0[0, 0], Q0[0, 1] if K > 1 else 0.0, M0[0, 0], M0[0, 1] if K > 1 else 0.0)
+    Qa, Ma = ans.full(*v)
+    scale = max(_amax(Q0), _amax(P))
+    if np.max(np.abs(Qa - Q0)) > 1e-10 * scale or np.max(np.abs(Ma - M0)) > 1e-10 * scale:
+        raise ValueError('method="symmetric" needs a start on the symmetric ansatz: equal '
+                         'diagonal and equal off-diagonal entries of Q and of M')
+    del off
+    r = ans.simulate(v, times, rtol=rtol, atol=1e-3 * rtol * scale)
+    E, J = np.eye(K), np.ones((K, K))
+    Q = (r["q"] - r["c"])[:, None, None] * E + r["c"][:, None, None] * J
+    M = (r["r"] - r["s"])[:, None, None] * E + r["s"][:, None, None] * J
+    _, chi, dist = observables(Q, M, P, model.kernels)
+    meta.update(solver="LSODA", nfev=int(r["nfev"]), state_size=5,
+                full_state_size=K * K + K * K + 1)
+    d = W0.shape[0]
+    return Trajectory(t=times, gamma=times / d, risk=r["risk"], phi=r["phi"], chi=chi,
+                      dist=dist, Q=Q, M=M, meta=meta)
+
+
+def _spread(M):
+    """max_n (max_i |M_in| - min_i |M_in|): how far the students have specialised."""
+    A = np.abs(M)
+    return float(np.max(np.max(A, axis=0) - np.min(A, axis=0)))
+
+
+def _event_specs(events, risk_of, flow_of, grad_of, M_of):
+    """Event functions on the state for :class:`_Events` (see ``Trajectory.events``)."""
+    if not events:
+        return None
+    specs = []
+    for key, val in events.items():
+        val = finite_float(val, f"events[{key!r}]", lo=0, lo_open=True)
+        if key == "risk":
+            specs.append(("risk", lambda y, v=val: risk_of(y) - v, -1, None))
+        elif key == "specialisation":
+            specs.append(("specialisation", lambda y, v=val: _spread(M_of(y)) - v, 1, None))
+        elif key == "plateau_rate":
+            def rate(y, v=val):
+                G, D = grad_of(y), flow_of(y)
+                dL = sum(float(np.sum(g * dd)) for g, dd in zip(G, D))
+                return -dL / max(risk_of(y), 1e-300) - v
+            specs += [("plateau_entry", rate, -1, None), ("plateau_exit", rate, 1,
+                                                           "plateau_entry")]
+        else:
+            raise ValueError(f"events keys must be 'risk', 'specialisation' or "
+                             f"'plateau_rate', got {key!r}")
+    return _Events(specs)
+
+
+def _run_overlaps(W0, Ws, t, solver, rtol, atol, tick, flow=_gen.overlap_flow, hint="",
+                  second=None, events=None, kern=_gen):
+    """Overlap ODE; ``second``: (a0, da(Q, M, a), dL/da(Q, M, a)) for a trained second
+    layer (the flow then takes a as an argument: flow(Q, M, P, a))."""
     m, ms = W0.shape[1], Ws.shape[1]
     Q0, M0, P = W0.T @ W0, W0.T @ Ws, Ws.T @ Ws
     trP = np.trace(P)
-    nq = m * m
+    nq, nm = m * m, m * ms
+    na = 0 if second is None else m
     if atol is None:
         q, pp = _amax(Q0), _amax(P)
-        atol = default_atol(rtol, [(nq, min(q, pp)), (m * ms, np.sqrt(q * pp)),
-                                   (1, np.trace(Q0) + trP)])
+        blocks = [(nq, min(q, pp)), (nm, np.sqrt(q * pp))]
+        if na:
+            blocks.append((na, max(_amax(second[0]), 1e-300)))
+        atol = default_atol(rtol, blocks + [(1, np.trace(Q0) + trP)])
+
+    def unpack(y):
+        Q = y[:nq].reshape(m, m)
+        return 0.5 * (Q + Q.T), y[nq:nq + nm].reshape(m, ms), y[nq + nm:nq + nm + na]
 
     def rhs(_s, y):
-        Q = y[:nq].reshape(m, m)
-        Q = 0.5 * (Q + Q.T)
-        M = y[nq:-1].reshape(m, ms)
-        dQ, dM = flow(Q, M, P)
-        return np.concatenate([dQ.ravel(), dM.ravel(), [np.trace(Q) - trP]])
+        Q, M, a = unpack(y)
+        if second is None:
+            dQ, dM = flow(Q, M, P)
+            return np.concatenate([dQ.ravel(), dM.ravel(), [np.trace(Q) - trP]])
+        dQ, dM = flow(Q, M, P, a)
+        return np.concatenate([dQ.ravel(), dM.ravel(), second[1](Q, M, a),
+                               [np.trace(Q) - trP]])
 
-    y0 = np.concatenate([Q0.ravel(), M0.ravel(), [0.0]])
+    ev = None
+    if events:
+        def risk_of(y):
+            Q, M, a = unpack(y)
+            return float(kern.risk_from_overlaps(Q, M, P, *_a_args(kern, a)))
+
+        def grad_of(y):
+            Q, M, a = unpack(y)
+            G = kern.overlap_grad(Q, M, P, *_a_args(kern, a))
+            return G if second is None else (*G, second[2](Q, M, a))
+
+        def flow_of(y):
+            r = rhs(0.0, y)
+            parts = [r[:nq].reshape(m, m), r[nq:nq + nm].reshape(m, ms)]
+            return parts if second is None else parts + [r[nq + nm:nq + nm + na]]
+
+        ev = _event_specs(events, risk_of, flow_of, grad_of, lambda y: unpack(y)[1])
+    a0 = [] if second is None else list(second[0])
+    y0 = np.concatenate([Q0.ravel(), M0.ravel(), a0, [0.0]])
     Y, stats = _integrate(rhs, y0, t, solver, rtol, atol, tick, hint,
-                          scale=max(_amax(Q0), _amax(P), abs(np.trace(Q0) - trP)))
+                          scale=max(_amax(Q0), _amax(P), abs(np.trace(Q0) - trP)), events=ev)
     Y = Y.T
     Q = Y[:, :nq].reshape(-1, m, m)
     Q = 0.5 * (Q + np.swapaxes(Q, -1, -2))
-    M = Y[:, nq:-1].reshape(-1, m, ms)
-    return Q, M, Y[:, -1], None, stats, atol
+    M = Y[:, nq:nq + nm].reshape(-1, m, ms)
+    a = Y[:, nq + nm:nq + nm + na] if na else None
+    return Q, M, Y[:, -1], None, stats, atol, a, (ev.times if ev else {})
 
 
-def _run_weights(W0, Ws, t, solver, rtol, atol, tick, kern=_gen, hint=""):
+def _a_args(kern, a):
+    """Second-layer arguments of a raw (unbound) kernel when a is trained."""
+    return () if a is None or len(a) == 0 else (a, kern.a_star)
+
+
+def _run_weights(W0, Ws, t, solver, rtol, atol, tick, kern=_gen, hint="", second=None,
+                 events=None):
     d, m = W0.shape
     n = d * m
+    na = 0 if second is None else m
     sq = np.sum(Ws * Ws)
     if atol is None:
-        atol = default_atol(rtol, [(n, min(_amax(W0), _amax(Ws))), (1, np.sum(W0 * W0) + sq)])
+        blocks = [(n, min(_amax(W0), _amax(Ws)))]
+        if na:
+            blocks.append((na, max(_amax(second[0]), 1e-300)))
+        atol = default_atol(rtol, blocks + [(1, np.sum(W0 * W0) + sq)])
 
     def rhs(_s, y):
         W = y[:n].reshape(d, m)
-        g = kern.weight_grad(W, Ws)
-        return np.concatenate([-g.ravel(), [np.sum(W * W) - sq]])
+        if second is None:
+            g = kern.weight_grad(W, Ws)
+            return np.concatenate([-g.ravel(), [np.sum(W * W) - sq]])
+        a = y[n:n + na]
+        g = kern.weight_grad_a(W, Ws, a)
+        return np.concatenate([-g.ravel(), second[1](W.T @ W, W.T @ Ws, a),
+                               [np.sum(W * W) - sq]])
 
-    Y, stats = _integrate(rhs, np.concatenate([W0.ravel(), [0.0]]), t, solver, rtol, atol,
-                          tick, hint, scale=max(_amax(W0), _amax(Ws), abs(np.sum(W0 * W0) - sq)))
+    ev = None
+    if events:
+        P = Ws.T @ Ws
+
+        def over(y):
+            W = y[:n].reshape(d, m)
+            return W.T @ W, W.T @ Ws, (y[n:n + na] if na else None)
+
+        def risk_of(y):
+            Q, M, a = over(y)
+            return float(kern.risk_from_overlaps(Q, M, P, *_a_args(kern, a)))
+
+        def grad_of(y):
+            Q, M, a = over(y)
+            G = kern.overlap_grad(Q, M, P, *_a_args(kern, a))
+            return G if second is None else (*G, second[2](Q, M, a))
+
+        def flow_of(y):
+            W = y[:n].reshape(d, m)
+            r = rhs(0.0, y)
+            dW = r[:n].reshape(d, m)
+            parts = [W.T @ dW + dW.T @ W, dW.T @ Ws]
+            return parts if second is None else parts + [r[n:n + na]]
+
+        ev = _event_specs(events, risk_of, flow_of, grad_of, lambda y: over(y)[1])
+    a0 = [] if second is None else list(second[0])
+    Y, stats = _integrate(rhs, np.concatenate([W0.ravel(), a0, [0.0]]), t, solver, rtol, atol,
+                          tick, hint, scale=max(_amax(W0), _amax(Ws), abs(np.sum(W0 * W0) - sq)),
+                          events=ev)
     Wt = Y[:n].T.reshape(-1, d, m)
     WtT = np.swapaxes(Wt, -1, -2)
-    return WtT @ Wt, WtT @ Ws, Y[-1], Wt, stats, atol
+    a = Y[n:n + na].T if na else None
+    return WtT @ Wt, WtT @ Ws, Y[-1], Wt, stats, atol, a, (ev.times if ev else {})
 
 
 def _run_gd(W0, Ws, t, eta, tick, kern=_gen):
@@ -357,7 +551,7 @@ def _exact_meta(r):
 
 def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, atol=None,
              eta=None, solver="auto", seed=None, progress=False, dps=None, model=None,
-             lr=None):
+             lr=None, events=None):
     """Simulate the gradient flow of the population risk from ``W0``.
 
     Parameters
@@ -376,7 +570,11 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
         ``"exact"``: Riccati reduction of MATH.md section 5 (any start and teacher: two
         scalars for orthonormal ones, ``rank W* + 1`` otherwise; see
         :func:`symflow.numerics.exact.exact_flow`); ``"gd"``: explicit gradient descent with
-        step ``eta`` (t = eta * steps; times are rounded to the nearest step).
+        step ``eta`` (t = eta * steps; times are rounded to the nearest step);
+        ``"symmetric"``: the exact reduction to four scalars on the symmetric ansatz of a
+        committee machine (``model`` with m = m*, P = p I, unit second layer, a start with
+        equal diagonal / off-diagonal overlaps; :class:`symflow.numerics.fixedpoints.
+        SymmetricAnsatz`), for large K.
     rtol : float in (0, 0.1]
         Relative tolerance of the ODE solver.
     atol : float, optional
@@ -407,6 +605,11 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
     lr : float, optional
         Online-SGD limit with step lr/d (``Model.sgd_flow``), ``method="overlaps"``
         only; t is then (samples seen) / d.
+    events : dict, optional
+        Event detection (methods "overlaps", "weights"): ``{"risk": level,
+        "specialisation": threshold, "plateau_rate": rate}`` (any subset); the first
+        crossing times are located on the solver's dense output and returned in
+        ``Trajectory.events`` (see there).
 
     Returns
     -------
@@ -480,8 +683,34 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
         def flow(Q, M, P):
             dQ, dM = kern.overlap_flow(Q, M, P)
             return lr * dQ + lr * lr * kern.sgd_term(Q, M, P), lr * dM
+    if method == "symmetric":
+        return _run_symmetric(W0, W_star, times, model, rtol, meta, lr)
+    second = None
+    if model is not None and getattr(model, "train_second_layer", False):
+        if method not in ("overlaps", "weights"):
+            raise ValueError('a trained second layer needs method="overlaps" or "weights"')
+        raw, a_star, ratio = model.raw, model.a_star, model.second_layer_lr
+        step = 1.0 if lr is None else lr
+        kern = types.SimpleNamespace(
+            risk_from_overlaps=raw.risk_from_overlaps, overlap_grad=raw.overlap_grad,
+            a_star=a_star, weight_grad_a=lambda W, Ws, a: raw.weight_grad(W, Ws, a, a_star))
+
+        def da(Q, M, a):
+            return -ratio * step * model._dl_da(Q, M, Ws_P, a)
+
+        Ws_P = W_star.T @ W_star
+        second = (model.a.copy(), da, lambda Q, M, a: model._dl_da(Q, M, Ws_P, a))
+        if lr is None:
+            def flow(Q, M, P, a):
+                return raw.overlap_flow(Q, M, P, a, a_star)
+        else:
+            def flow(Q, M, P, a):
+                dQ, dM = raw.overlap_flow(Q, M, P, a, a_star)
+                return lr * dQ + lr * lr * raw.sgd_term(Q, M, P, a, a_star), lr * dM
+        meta.update(train_second_layer=True, second_layer_lr=ratio)
     tick = _Tick(_progress(times[-1], progress))
-    Wt = None
+    Wt = a_t = None
+    ev_times = {}
     try:
         if method == "exact":
             from symflow.numerics.exact import exact_flow
@@ -491,11 +720,14 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
             return Trajectory(t=times, gamma=times / d, risk=r["risk"], phi=r["phi"],
                               chi=r["chi"], dist=r["dist"], meta=meta)
         if method in ("overlaps", "weights"):
-            run = _run_overlaps if method == "overlaps" else _run_weights
             try:
-                Q, M, phi, Wt, stats, atol_used = run(W0, W_star, times, solver, rtol, atol,
-                                                      tick, flow if method == "overlaps"
-                                                      else kern, hint)
+                if method == "overlaps":
+                    out = _run_overlaps(W0, W_star, times, solver, rtol, atol, tick, flow,
+                                        hint, second=second, events=events, kern=kern)
+                else:
+                    out = _run_weights(W0, W_star, times, solver, rtol, atol, tick, kern,
+                                       hint, second=second, events=events)
+                Q, M, phi, Wt, stats, atol_used, a_t, ev_times = out
             except Diverged as exc:
                 raise Diverged(str(exc).format(exc.t / d), exc.t) from None
             meta.update(stats)
@@ -509,11 +741,16 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
     finally:
         tick.close()
     P = W_star.T @ W_star
-    risk, chi, dist = observables(Q, M, P, kern)
+    if a_t is not None:
+        risk, chi, dist = observables(Q, M, P, types.SimpleNamespace(
+            risk_from_overlaps=lambda Q, M, P: kern.risk_from_overlaps(Q, M, P, a_t,
+                                                                       kern.a_star)))
+    else:
+        risk, chi, dist = observables(Q, M, P, kern)
     if Wt is not None and model is None:  # no cancellation: risk and dist from Z - Z*
         risk, dist = weights_risk_dist(Wt, W_star)
     return Trajectory(t=times, gamma=times / d, risk=risk, phi=phi, chi=chi, dist=dist, Q=Q,
-                      M=M, meta=meta)
+                      M=M, meta=meta, a=a_t, events=ev_times)
 
 
 
