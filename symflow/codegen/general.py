@@ -271,7 +271,8 @@ def general_grad_lines(spec, blocks, be):
     if num:
         if half:
             lines.append(f"    g_dQ = g_dQ + {half}")
-        lines += ["    G_Q = G_Q + g_dQ[..., :, None] * np.eye(Q.shape[-1])",
+        lines += ["    idx = np.arange(Q.shape[-1])",
+              "    G_Q[..., idx, idx] += g_dQ  # diagonal terms, in place",
                   "    return G_Q, G_M"]
     else:
         if half:

@@ -161,7 +161,8 @@ def _np_grad_lines(spec, blocks, be):
                 lines.append(f"    g_d{mat} = g_d{mat} + {t}  # {b.name} d/d{mat}_ii")
     if spec.weight_decay != 0:
         lines.append(f"    g_dQ = g_dQ + {be.num(spec.weight_decay / 2)}")
-    lines += ["    G_Q = G_Q + g_dQ[..., :, None] * np.eye(Q.shape[-1])",
+    lines += ["    idx = np.arange(Q.shape[-1])",
+              "    G_Q[..., idx, idx] += g_dQ  # diagonal terms, in place",
               "    return G_Q, G_M"]
     return lines
 
@@ -321,8 +322,11 @@ def render_model_module(spec, blocks, backend, sgd=None, jacobian=True):
             ch["prep_ov"],
             f"    G_Q, G_M = overlap_grad({_sig(spec)})",
             f"    S = G_Q + {T('G_Q')}",
-            f"    dQ = -({mm('S', 'Q')} + {mm('Q', 'S')} + {mm('G_M', T('M'))} + "
-            f"{mm('M', T('G_M'))})",
+            # S and Q are symmetric, so Q S = (S Q)^T and M G_M^T = (G_M M^T)^T: four
+            # matrix products instead of six
+            f"    SQ = {mm('S', 'Q')}",
+            f"    A = {mm('G_M', T('M'))}",
+            f"    dQ = -(SQ + {T('SQ')} + A + {T('A')})",
             f"    dM = -({mm('S', 'M')} + {mm('G_M', 'P')})",
             "    return dQ, dM",
             "", "",
@@ -462,7 +466,16 @@ def render_sgd_function(spec, sgd_blocks, noise_pair, backend):
                        f"  # {b.name}")
         out.append("    return out")
         # -- einsum variant: each monomial prod c_ab^e is a tensor contraction
-        out += ["", "", f"def _sgd_blocks_einsum({inner}):", "    out = 0.0 * Q"]
+        out += ["", "", "_PATHS = {}", "", "",
+                "def _einsum(subs, *ops):",
+                '    """np.einsum with the contraction path computed once per subscripts and '
+                'shapes."""',
+                "    key = (subs,) + tuple(o.shape for o in ops)",
+                "    path = _PATHS.get(key)",
+                "    if path is None:",
+                "        path = _PATHS[key] = np.einsum_path(subs, *ops, optimize='greedy')[0]",
+                "    return np.einsum(subs, *ops, optimize=path)",
+                "", "", f"def _sgd_blocks_einsum({inner}):", "    out = 0.0 * Q"]
         size = {"S": "Q.shape[-1]", "T": "P.shape[-1]"}
         for b in sgd_blocks:
             if b.phi == 0:
@@ -488,8 +501,8 @@ def render_sgd_function(spec, sgd_blocks, noise_pair, backend):
                     if idx not in used:
                         ops.append(f"np.ones({size[kind[idx]]})")
                         subs.append(idx)
-                out.append(f"    out = out + {be.num(c * b.coef)} * np.einsum("
-                           f"'{','.join(subs)}->...jk', {', '.join(ops)}, optimize=True)"
+                out.append(f"    out = out + {be.num(c * b.coef)} * _einsum("
+                           f"'{','.join(subs)}->...jk', {', '.join(ops)})"
                            f"  # {b.name}")
         out.append("    return out")
     else:

@@ -79,7 +79,9 @@ def overlap_flow(Q, M, P):
     Q, M, P = mpmath.matrix(Q), mpmath.matrix(M), mpmath.matrix(P)
     G_Q, G_M = overlap_grad(Q, M, P)
     S = G_Q + G_Q.T
-    dQ = -((S * Q) + (Q * S) + (G_M * M.T) + (M * G_M.T))
+    SQ = (S * Q)
+    A = (G_M * M.T)
+    dQ = -(SQ + SQ.T + A + A.T)
     dM = -((S * M) + (G_M * P))
     return dQ, dM
 

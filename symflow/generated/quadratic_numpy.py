@@ -60,7 +60,8 @@ def overlap_grad(Q, M, P):
     g_dQ = g_dQ + (1/4) * np.sum(dQ, axis=-1)[..., None]  # QQ d/dQ_ii
     G_M = G_M + (-2) * M  # QM d/dM
     g_dQ = g_dQ + (-1/2) * np.sum(dP, axis=-1)[..., None]  # QM d/dQ_ii
-    G_Q = G_Q + g_dQ[..., :, None] * np.eye(Q.shape[-1])
+    idx = np.arange(Q.shape[-1])
+    G_Q[..., idx, idx] += g_dQ  # diagonal terms, in place
     return G_Q, G_M
 
 
@@ -79,7 +80,9 @@ def overlap_flow(Q, M, P):
     Q, M, P = (np.asarray(Q, dtype=float), np.asarray(M, dtype=float), np.asarray(P, dtype=float))
     G_Q, G_M = overlap_grad(Q, M, P)
     S = G_Q + np.swapaxes(G_Q, -1, -2)
-    dQ = -((S @ Q) + (Q @ S) + (G_M @ np.swapaxes(M, -1, -2)) + (M @ np.swapaxes(G_M, -1, -2)))
+    SQ = (S @ Q)
+    A = (G_M @ np.swapaxes(M, -1, -2))
+    dQ = -(SQ + np.swapaxes(SQ, -1, -2) + A + np.swapaxes(A, -1, -2))
     dM = -((S @ M) + (G_M @ P))
     return dQ, dM
 
@@ -247,24 +250,36 @@ def _sgd_blocks_broadcast(Q, M, P, dQ, dP, M_T):
     return out
 
 
+_PATHS = {}
+
+
+def _einsum(subs, *ops):
+    """np.einsum with the contraction path computed once per subscripts and shapes."""
+    key = (subs,) + tuple(o.shape for o in ops)
+    path = _PATHS.get(key)
+    if path is None:
+        path = _PATHS[key] = np.einsum_path(subs, *ops, optimize='greedy')[0]
+    return np.einsum(subs, *ops, optimize=path)
+
+
 def _sgd_blocks_einsum(Q, M, P, dQ, dP, M_T):
     out = 0.0 * Q
-    out = out + (2) * np.einsum('...jq,...kq,...p->...jk', Q, Q, dQ, optimize=True)  # SS
-    out = out + (4) * np.einsum('...jq,...kp,...pq->...jk', Q, Q, Q, optimize=True)  # SS
-    out = out + (4) * np.einsum('...jp,...kq,...pq->...jk', Q, Q, Q, optimize=True)  # SS
-    out = out + (2) * np.einsum('...jp,...kp,...q->...jk', Q, Q, dQ, optimize=True)  # SS
-    out = out + (2) * np.einsum('...jk,...pq->...jk', Q, Q**2, optimize=True)  # SS
-    out = out + (1) * np.einsum('...jk,...p,...q->...jk', Q, dQ, dQ, optimize=True)  # SS
-    out = out + (-4) * np.einsum('...jq,...kq,...p->...jk', M, M, dQ, optimize=True)  # ST
-    out = out + (-8) * np.einsum('...jq,...kp,...pq->...jk', M, Q, M, optimize=True)  # ST
-    out = out + (-8) * np.einsum('...jp,...kq,...pq->...jk', Q, M, M, optimize=True)  # ST
-    out = out + (-4) * np.einsum('...jp,...kp,...q->...jk', Q, Q, dP, optimize=True)  # ST
-    out = out + (-4) * np.einsum('...jk,...pq->...jk', Q, M**2, optimize=True)  # ST
-    out = out + (-2) * np.einsum('...jk,...p,...q->...jk', Q, dQ, dP, optimize=True)  # ST
-    out = out + (2) * np.einsum('...jq,...kq,...p->...jk', M, M, dP, optimize=True)  # TT
-    out = out + (4) * np.einsum('...jq,...kp,...pq->...jk', M, M, P, optimize=True)  # TT
-    out = out + (4) * np.einsum('...jp,...kq,...pq->...jk', M, M, P, optimize=True)  # TT
-    out = out + (2) * np.einsum('...jp,...kp,...q->...jk', M, M, dP, optimize=True)  # TT
-    out = out + (2) * np.einsum('...jk,...pq->...jk', Q, P**2, optimize=True)  # TT
-    out = out + (1) * np.einsum('...jk,...p,...q->...jk', Q, dP, dP, optimize=True)  # TT
+    out = out + (2) * _einsum('...jq,...kq,...p->...jk', Q, Q, dQ)  # SS
+    out = out + (4) * _einsum('...jq,...kp,...pq->...jk', Q, Q, Q)  # SS
+    out = out + (4) * _einsum('...jp,...kq,...pq->...jk', Q, Q, Q)  # SS
+    out = out + (2) * _einsum('...jp,...kp,...q->...jk', Q, Q, dQ)  # SS
+    out = out + (2) * _einsum('...jk,...pq->...jk', Q, Q**2)  # SS
+    out = out + (1) * _einsum('...jk,...p,...q->...jk', Q, dQ, dQ)  # SS
+    out = out + (-4) * _einsum('...jq,...kq,...p->...jk', M, M, dQ)  # ST
+    out = out + (-8) * _einsum('...jq,...kp,...pq->...jk', M, Q, M)  # ST
+    out = out + (-8) * _einsum('...jp,...kq,...pq->...jk', Q, M, M)  # ST
+    out = out + (-4) * _einsum('...jp,...kp,...q->...jk', Q, Q, dP)  # ST
+    out = out + (-4) * _einsum('...jk,...pq->...jk', Q, M**2)  # ST
+    out = out + (-2) * _einsum('...jk,...p,...q->...jk', Q, dQ, dP)  # ST
+    out = out + (2) * _einsum('...jq,...kq,...p->...jk', M, M, dP)  # TT
+    out = out + (4) * _einsum('...jq,...kp,...pq->...jk', M, M, P)  # TT
+    out = out + (4) * _einsum('...jp,...kq,...pq->...jk', M, M, P)  # TT
+    out = out + (2) * _einsum('...jp,...kp,...q->...jk', M, M, dP)  # TT
+    out = out + (2) * _einsum('...jk,...pq->...jk', Q, P**2)  # TT
+    out = out + (1) * _einsum('...jk,...p,...q->...jk', Q, dP, dP)  # TT
     return out
