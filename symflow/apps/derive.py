@@ -40,6 +40,12 @@ def _limit_entry():
             for be in ("numpy", "mpmath")}
 
 
+def _activations_entry():
+    from symflow.derivation.activations_report import activations_md
+
+    return {"derivations/08_activations.md": activations_md()}
+
+
 def _reports_entry():
     from symflow.derivation.report import reports
 
@@ -56,7 +62,7 @@ def entries():
     from symflow.derivation.model import PAPER_MODEL
 
     return [("quadratic_model", _model_entry(PAPER_MODEL)), ("limit", _limit_entry),
-            ("reports", _reports_entry)]
+            ("reports", _reports_entry), ("activations", _activations_entry)]
 
 
 def build_all():

@@ -66,9 +66,14 @@ class Factor:
         head = "" if self.power == 0 else (us if self.power == 1 else f"{us}^{{{self.power}}}")
         if self.shape == "1":
             return head or "1"
-        body = {"H": f"H({us})", "delta": f"\\delta({us})",
-                "erf": f"\\operatorname{{erf}}({sp.latex(self.param * u)})",
-                "gauss": f"e^{{-{sp.latex(self.param)} {us}^{{2}}}}"}[self.shape]
+        if self.shape == "H":
+            body = f"H({us})"
+        elif self.shape == "delta":
+            body = f"\\delta({us})"
+        elif self.shape == "erf":
+            body = f"\\operatorname{{erf}}({sp.latex(self.param * u)})"
+        else:
+            body = f"e^{{-{sp.latex(self.param)} {us}^{{2}}}}"
         return f"{head} {body}".strip()
 
 
@@ -152,7 +157,7 @@ class _Engine:
         # 2. Stein on a polynomial factor
         for i, f in enumerate(factors):
             if f.power:
-                self._log("Stein", factors, cov, f"on u_{i + 1}")
+                self._log("Stein", factors, cov, f"\\text{{on }} u_{i + 1}")
                 base = factors[:i] + (Factor(f.power - 1, f.shape, f.param),) + factors[i + 1:]
                 total = sp.Integer(0)
                 for j in range(n):
@@ -273,11 +278,12 @@ def _arcsin_rule(integrand, c, upper, engine):
         # the sign at one admissible point (independent fields, unit variances)
         s = sp.sign(sp.N(integrand.subs(c, 0).subs(engine.point), 30))
         if s != 0:
-            if engine.trace is not None:
+            if engine.trace is not None:  # simplified for display only (small cases)
                 cij = sp.Symbol("C_{ij}")
+                tidy = (lambda e: sp.simplify(e) if sp.count_ops(e) < 60 else e)
                 engine.trace.add("arcsin", sp.latex(sp.Eq(
-                    sp.Integral(integrand, (c, 0, cij)),
-                    s * sp.asin(cij * sp.sqrt(-r2 / r0)) / sp.sqrt(-r2))))
+                    sp.Integral(tidy(integrand), (c, 0, cij)),
+                    tidy(s * sp.asin(cij * sp.sqrt(-r2 / r0)) / sp.sqrt(-r2)))))
             return s * sp.asin(upper * sp.sqrt(-r2 / r0)) / sp.sqrt(-r2)
     return sp.Integral(integrand, (c, 0, upper))
 
