@@ -280,7 +280,9 @@ def _arcsin_rule(integrand, c, upper, engine):
         if s != 0:
             if engine.trace is not None:  # simplified for display only (small cases)
                 cij = sp.Symbol("C_{ij}")
-                tidy = (lambda e: sp.simplify(e) if sp.count_ops(e) < 60 else e)
+
+                def tidy(e):
+                    return sp.simplify(e) if sp.count_ops(e) < 60 else e
                 engine.trace.add("arcsin", sp.latex(sp.Eq(
                     sp.Integral(tidy(integrand), (c, 0, cij)),
                     tidy(s * sp.asin(cij * sp.sqrt(-r2 / r0)) / sp.sqrt(-r2)))))
