@@ -33,6 +33,7 @@ _EXPORTS = {
     "wachter_atoms": "symflow.numerics.wachter",
     "sample_overlap_spectrum": "symflow.numerics.wachter",
     "Model": "symflow.numerics.model",
+    "fixed_points": "symflow.numerics.fixedpoints",
     "sweep": "symflow.apps.sweep",
 }
 _SUBMODULES = {"init": "symflow.numerics.init"}
