@@ -195,3 +195,24 @@ def test_escape_time_scales_with_the_unstable_eigenvalue():
         times.append(tr.events["risk"])
     slope = np.polyfit(np.log(1 / np.array(deltas)), times, 1)[0]
     assert slope == pytest.approx(1 / lam, rel=1e-3)
+
+
+@pytest.mark.slow
+def test_plateaus_command_writes_its_files(tmp_path):
+    from symflow.apps.cli import main
+
+    assert main(["plateaus", "--quick", "--out", str(tmp_path), "--format", "png"]) == 0
+    import json
+
+    data = json.loads((tmp_path / "plateaus.json").read_text())
+    for r in data["results"].values():
+        assert r["slope"] == pytest.approx(r["predicted_slope"], rel=1e-3)
+    assert (tmp_path / "plateaus.png").exists() and (tmp_path / "plateaus.csv").exists()
+
+
+def test_plateaus_bad_input(capsys):
+    from symflow.apps.cli import main
+
+    assert main(["plateaus", "--format", "gif"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "formats" in err[0]

@@ -288,7 +288,13 @@ def build_parser():
     return p
 
 
-_EXTRA_COMMANDS = []
+def _plateaus_cli(sub):
+    from symflow.apps.plateaus import add_cli
+
+    add_cli(sub)
+
+
+_EXTRA_COMMANDS = [_plateaus_cli]
 
 
 def main(argv=None):
