@@ -274,3 +274,43 @@ def test_activation_strings_cannot_hang_or_overflow(act):
     with pytest.raises(ValueError, match="activation"):
         Model(act, 1, 1)
     assert time.perf_counter() - t0 < 2.0
+
+
+def test_high_degree_sgd_is_fast_or_refused_with_an_estimate():
+    """Regression (issues 16, 17): deriving the SGD term of z^8 took 35 s and a dense
+    degree-8 polynomial 24 min / 13 GB then RecursionError.  Now z^8 is derived with
+    integer Isserlis tables in about a second, and the dense one is refused at once with
+    an estimate; the budget is overridable."""
+    import time
+
+    from symflow.engine.moments import BudgetExceeded
+
+    mod = Model("z**8", 2, 1)
+    Q, M, P = np.eye(2) * 0.5, np.full((2, 1), 0.1), np.eye(1)
+    assert np.all(np.isfinite(mod.sgd_flow(Q, M, P, 0.01)[0]))
+    dense = Model([1] * 9, 2, 1)
+    t0 = time.perf_counter()
+    with pytest.raises(BudgetExceeded, match=r"up to ~[\d,]+ terms \(budget 200,000\)"):
+        dense.sgd_flow(Q, M, P, 0.01)
+    assert time.perf_counter() - t0 < 5.0  # refused before deriving, not after minutes
+    with pytest.raises(BudgetExceeded, match="budget 10"):
+        Model("z**3 + z**2", 2, 1, max_terms=10).sgd_flow(Q, M, P, 0.01)
+
+
+def test_polynomial_sgd_term_matches_direct_isserlis():
+    """The integer-table SGD moments equal the sympy Isserlis engine (independent
+    recursion on symbolic covariances)."""
+    from symflow.derivation.model import C4, FOUR, ModelSpec, _c4, _s, derive_sgd_blocks
+    from symflow.engine.moments import expect
+
+    spec = ModelSpec("t", _s**3 - _s, _s**2 + 2 * _s)
+    blocks, _ = derive_sgd_blocks(spec)
+    f = sp.symbols("f0:4", real=True)
+    cov = sp.Matrix(4, 4, lambda i, j: _c4(FOUR[i], FOUR[j]))
+    ds = sp.diff(spec.activation, _s)
+    acts = {"S": spec.activation, "T": spec.teacher_activation}
+    assert len(C4) == 10
+    for b in blocks:
+        expr = (ds.subs(_s, f[0]) * ds.subs(_s, f[1]) * acts[b.p_kind].subs(_s, f[2])
+                * acts[b.q_kind].subs(_s, f[3]))
+        assert sp.expand(b.phi - expect(sp.expand(expr), f, cov)) == 0
