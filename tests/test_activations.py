@@ -386,3 +386,9 @@ def test_second_process_loads_cached_kernels(tmp_path):
                             text=True)
     assert first.stdout.strip() == "True", first.stderr
     assert second.stdout.strip() == "False", second.stderr
+
+
+def test_model_report_shows_the_derived_forms():
+    rep = Model("relu(z)", 2, 1, teacher_activation="erf(z/sqrt(2))", loss_scale=0.5).report()
+    assert "\\phi_{QQ}(x, y, z)" in rep and "\\operatorname{asin}" in rep
+    assert "\\dot Q = -(S Q + Q S + G_M M^T + M G_M^T)" in rep

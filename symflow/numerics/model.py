@@ -571,6 +571,61 @@ class Model:
         dQ, dM = self.kernels.overlap_flow(Q, M, P)
         return lr * dQ + lr * lr * S, lr * dM
 
+    def report(self):
+        """The derived risk and overlap ODE of this model, as markdown with LaTeX.
+
+        Like ``derivations/04_overlap_odes.md`` for the paper's model: the activations and
+        conventions, the pair functions phi_B(x, y, z) of the risk (closed forms, Isserlis
+        polynomials or quadrature nodes) with their Price-derived partials, the risk as
+        double sums over units, and the overlap ODE in matrix form.
+
+        Returns
+        -------
+        str
+        """
+        import sympy as sp
+
+        from symflow.codegen.general import block_pair
+        from symflow.derivation.model import _s, risk_sum_expr
+
+        spec = self.spec
+        u = sp.Symbol("u", real=True)
+
+        def act(a):
+            return f"${sp.latex(a.subs(_s, u))}$" if isinstance(a, sp.Expr) else f"`{a}`"
+
+        lines = ["# Model report", "",
+                 f"- student activation $\\sigma(u)$ = {act(spec.activation)}; teacher "
+                 f"$\\sigma^*(u)$ = {act(spec.teacher_activation)}",
+                 f"- widths m = {self.m}, m* = {self.m_star}; loss scale "
+                 f"${sp.latex(spec.loss_scale)}$, label noise ${sp.latex(spec.noise)}$, "
+                 f"weight decay ${sp.latex(spec.weight_decay)}$"
+                 + (", second layer trained" if self.train_second_layer else ""), "",
+                 "Risk $L = \\ell\\, E[(f - y)^2] + \\frac{\\lambda}{2}\\|W\\|_F^2$ "
+                 "as sums over pairs of units of pair functions of the local fields' "
+                 "covariance $\\begin{pmatrix} x & z \\\\ z & y \\end{pmatrix}$:", ""]
+        for b in self.blocks:
+            pf = block_pair(b)
+            lines += [f"## Block {b.name} (x from diag {b.row}, y from diag {b.col}, z from "
+                      f"{b.cross})", "",
+                      f"$$ \\phi_{{{b.name}}}(x, y, z) = {sp.latex(pf.phi)} $$", ""]
+            if b.cross != "P":
+                lines += [f"$$ \\partial_z \\phi_{{{b.name}}} = {sp.latex(pf.d_z)} $$",
+                          f"$$ \\partial_x \\phi_{{{b.name}}} = {sp.latex(pf.d_x)} $$", ""]
+            if pf.psi is not None:
+                lines += [f"Same unit twice (i = j): $\\psi_{{{b.name}}}(x) = "
+                          f"{sp.latex(pf.psi)}$", ""]
+        lines += ["## Risk", "", f"$$ L = {sp.latex(risk_sum_expr(spec))} $$", "",
+                  "## Overlap ODE (gradient flow, time t)", "",
+                  "With $G_Q = \\partial L / \\partial Q$, $G_M = \\partial L / \\partial M$ "
+                  "(entries independent; from the partials above) and $S = G_Q + G_Q^T$:", "",
+                  "$$ \\dot Q = -(S Q + Q S + G_M M^T + M G_M^T), \\qquad "
+                  "\\dot M = -(S M + G_M P), \\qquad \\dot P = 0 $$", "",
+                  "Online SGD with step lr/d (t = samples/d): $\\dot Q \\to lr\\, \\dot Q + "
+                  "lr^2 E[g_j g_k]$, $\\dot M \\to lr\\, \\dot M$, "
+                  "$g_j = 2\\ell (f - y) a_j \\sigma'(h_j)$.", ""]
+        return "\n".join(lines)
+
     def second_layer_grad(self, Q, M, P, a=None):
         """dL/da (..., m): 2 coef_QQ V_QQ a + coef_QM V_QM a* with the pair matrices of the
         derived risk (``pair_values``).
