@@ -157,3 +157,13 @@ def test_run_meta_names_the_solver_that_ran(tmp_path):
     assert meta["method"] == "exact" and meta["exact_path"] == "orthonormal"
     assert meta["solver"] == "LSODA"
     assert meta["nfev"] > 0 and meta["njev"] >= 0 and meta["nlu"] >= 0
+
+
+def test_run_refuses_a_run_far_over_its_time_budget(tmp_path, capsys):
+    """Regression (issue 14): `symflow run --activation "He(3, z)"` at the default size
+    showed an ETA of 55-85 hours; it now stops after a few seconds with an estimate."""
+    assert main(["run", "--activation", "He(3, z)", "--max-time", "5", "--no-progress",
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "would take about" in err[0] and "--max-time" in err[0]
+    assert not (tmp_path / "o" / "trajectory.csv").exists()

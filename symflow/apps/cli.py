@@ -87,7 +87,8 @@ def _cmd_run(args):
                 activation=args.activation, teacher_activation=args.teacher_activation,
                 noise=args.noise, weight_decay=args.weight_decay,
                 lr=(0.1 if args.lr is None else args.lr) if args.sgd else None,
-                rtol=args.rtol, atol=args.atol, solver=args.solver)
+                rtol=args.rtol, atol=args.atol, solver=args.solver,
+                max_time=args.max_time if args.max_time > 0 else None)
     if args.json:
         print(json.dumps(s))
     else:
@@ -240,6 +241,9 @@ def build_parser():
                    help="ODE method for --method overlaps/weights (auto: DOP853, switching to "
                    "LSODA when the run turns stiff)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--max-time", type=_float, default=120.0,
+                   help="time budget in seconds: a run projected to take longer stops after "
+                   "a few seconds with an estimate (0: no budget)")
     r.add_argument("--out", default="symflow-run", help="output directory")
     r.add_argument("--json", action="store_true", help="print the summary as JSON")
     r.set_defaults(func=_cmd_run)

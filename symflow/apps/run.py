@@ -131,7 +131,7 @@ def resolve_method(method, init, teacher, general):
 def simulate_instance(d, m, m_star, gamma, init="orthonormal", teacher="orthonormal", seed=0,
                       method="auto", rtol=1e-10, eta=1e-2, progress=False, activation=None,
                       teacher_activation=None, noise=0.0, weight_decay=0.0, lr=None, atol=None,
-                      solver="auto"):
+                      solver="auto", max_time=None):
     """One simulation from the seeded instance of :func:`make_instance` (no files written).
 
     This is the computation of :func:`run_job` and of each cell of a ``simulate`` sweep.
@@ -146,8 +146,9 @@ def simulate_instance(d, m, m_star, gamma, init="orthonormal", teacher="orthonor
         See :func:`make_instance`.
     method : {"auto", "exact", "overlaps", "weights", "gd"}
         See :func:`resolve_method`.
-    rtol, atol, solver, eta, progress :
-        Passed to :func:`symflow.numerics.simulators.simulate` (eta only for "gd").
+    rtol, atol, solver, eta, progress, max_time :
+        Passed to :func:`symflow.numerics.simulators.simulate` (eta only for "gd";
+        max_time only for "overlaps" / "weights").
     activation, teacher_activation : str, optional
         Polynomial activations of a general :class:`symflow.Model` (default: the
         paper's z**2 with no model object); ``noise``, ``weight_decay`` likewise.
@@ -178,7 +179,8 @@ def simulate_instance(d, m, m_star, gamma, init="orthonormal", teacher="orthonor
     t0 = time.perf_counter()
     traj = simulate(W0, Ws, gamma=gamma, method=method, rtol=rtol, atol=atol, solver=solver,
                     eta=eta if method == "gd" else None, seed=seed, progress=progress,
-                    model=model, lr=lr)
+                    model=model, lr=lr,
+                    max_time=max_time if method in ("overlaps", "weights") else None)
     traj.meta.update(init=init, teacher=teacher, wall_time_s=time.perf_counter() - t0)
     return traj
 
@@ -221,7 +223,7 @@ def plot_run(traj, path):
 def run_job(d=200, m=100, m_star=50, init="orthonormal", teacher="orthonormal", seed=0,
             gamma_max=10.0, points=400, method="auto", out="symflow-run", progress=True,
             rtol=1e-10, eta=1e-2, plot=True, activation=None, teacher_activation=None,
-            noise=0.0, weight_decay=0.0, lr=None, atol=None, solver="auto"):
+            noise=0.0, weight_decay=0.0, lr=None, atol=None, solver="auto", max_time=None):
     """Run one simulation and write ``out``/trajectory.csv, meta.json and run.png.
 
     Parameters
@@ -243,9 +245,10 @@ def run_job(d=200, m=100, m_star=50, init="orthonormal", teacher="orthonormal", 
     eta : float
         Step for method="gd"; the output times are then rounded to the step grid
         (duplicates dropped, so there may be fewer than ``points``).
-    rtol, atol, solver :
+    rtol, atol, solver, max_time :
         Passed to :func:`symflow.numerics.simulators.simulate` (atol None: scaled to the
-        state; solver "auto": DOP853 switching to LSODA when stiff).
+        state; solver "auto": DOP853 switching to LSODA when stiff; max_time: a budget
+        in seconds, the run stops early with an estimate if projected beyond it).
     activation, teacher_activation : str, optional
         Polynomial activations for a general :class:`symflow.Model` (default: the
         paper's z**2 with no model object); ``noise``, ``weight_decay`` likewise.
@@ -280,7 +283,7 @@ def run_job(d=200, m=100, m_star=50, init="orthonormal", teacher="orthonormal", 
                              method=method, rtol=rtol, atol=atol, solver=solver, eta=eta,
                              progress=progress, activation=activation,
                              teacher_activation=teacher_activation, noise=noise,
-                             weight_decay=weight_decay, lr=lr)
+                             weight_decay=weight_decay, lr=lr, max_time=max_time)
     elapsed, method = traj.meta["wall_time_s"], traj.meta["method"]
     traj.meta.update(gamma_max=gamma_max, points=points)
     out = Path(out)

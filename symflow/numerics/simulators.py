@@ -20,7 +20,8 @@ from symflow._validate import finite_float, time_grid
 from symflow.generated import quadratic_numpy as _gen
 from symflow.numerics.kernels import _pair, weights_risk_dist
 
-__all__ = ["Trajectory", "simulate", "simulate_batch", "METHODS", "SOLVERS", "Diverged"]
+__all__ = ["Trajectory", "simulate", "simulate_batch", "METHODS", "SOLVERS", "Diverged",
+           "TooSlow"]
 
 METHODS = ("overlaps", "weights", "exact", "gd", "symmetric")
 
@@ -159,6 +160,10 @@ _STIFF_NFEV = 4000  # auto: after this many evaluations, ...
 _STIFF_PROJECTED = 1e5  # ... switch when the explicit method projects more than this many
 
 
+class TooSlow(ValueError):
+    """A run projected to exceed its time budget (``simulate(..., max_time=)``)."""
+
+
 class Diverged(FloatingPointError):
     """The integrated flow left every finite scale (blow-up); carries the time ``t``."""
 
@@ -206,7 +211,8 @@ class _Events:
         self.prev = g1
 
 
-def _integrate(rhs, y0, t, solver, rtol, atol, tick, diverged_hint, scale, events=None):
+def _integrate(rhs, y0, t, solver, rtol, atol, tick, diverged_hint, scale, events=None,
+               max_time=None):
     """Integrate ``y' = rhs(s, y)`` from 0 and return ``(Y (n_state, n_t), stats)``.
 
     ``solver="auto"``: DOP853 (explicit, 8th order) while the problem is not stiff; when,
@@ -245,6 +251,9 @@ def _integrate(rhs, y0, t, solver, rtol, atol, tick, diverged_hint, scale, event
     names = ["DOP853" if solver == "auto" else solver]
     s0, y, k = 0.0, y0, int(np.searchsorted(t, 0.0, side="right"))
     prev_y = y0.copy()
+    import time
+
+    started = time.perf_counter()
     while True:
         method = names[-1]
         st = _solver_class(method)(f, s0, y, float(t[-1]), rtol=rtol, atol=atol)
@@ -265,6 +274,16 @@ def _integrate(rhs, y0, t, solver, rtol, atol, tick, diverged_hint, scale, event
             if events is not None and st.t > t_old:
                 events.check(t_old, prev_y, st.t, st.y, dense or st.dense_output())
             prev_y = st.y.copy()
+            if max_time is not None and st.t < t[-1]:
+                spent = time.perf_counter() - started
+                projected = spent * t[-1] / max(st.t, 1e-300)
+                if spent > min(2.0, 0.1 * max_time) and projected > max_time:
+                    raise TooSlow(
+                        f"this run would take about {projected:.3g} s ({spent:.3g} s for "
+                        f"{100 * st.t / t[-1]:.2g}% of the horizon, {st.nfev} evaluations "
+                        f"so far with {method}: the ODE is stiff or large here), over the "
+                        f"budget of {max_time:g} s; use a shorter horizon or smaller "
+                        "widths, or raise the budget (max_time / --max-time)")
             if switch and st.nfev > _STIFF_NFEV and st.t < t[-1]:
                 h = st.t - t_old
                 if h > 0 and 12.0 * (t[-1] - st.t) / h > _STIFF_PROJECTED:
@@ -359,7 +378,7 @@ def _event_specs(events, risk_of, flow_of, grad_of, M_of):
 
 
 def _run_overlaps(W0, Ws, t, solver, rtol, atol, tick, flow=_gen.overlap_flow, hint="",
-                  second=None, events=None, kern=_gen):
+                  second=None, events=None, kern=_gen, max_time=None):
     """Overlap ODE; ``second``: (a0, da(Q, M, a), dL/da(Q, M, a)) for a trained second
     layer (the flow then takes a as an argument: flow(Q, M, P, a))."""
     m, ms = W0.shape[1], Ws.shape[1]
@@ -407,7 +426,8 @@ def _run_overlaps(W0, Ws, t, solver, rtol, atol, tick, flow=_gen.overlap_flow, h
     a0 = [] if second is None else list(second[0])
     y0 = np.concatenate([Q0.ravel(), M0.ravel(), a0, [0.0]])
     Y, stats = _integrate(rhs, y0, t, solver, rtol, atol, tick, hint,
-                          scale=max(_amax(Q0), _amax(P), abs(np.trace(Q0) - trP)), events=ev)
+                          scale=max(_amax(Q0), _amax(P), abs(np.trace(Q0) - trP)), events=ev,
+                          max_time=max_time)
     Y = Y.T
     Q = Y[:, :nq].reshape(-1, m, m)
     Q = 0.5 * (Q + np.swapaxes(Q, -1, -2))
@@ -422,7 +442,7 @@ def _a_args(kern, a):
 
 
 def _run_weights(W0, Ws, t, solver, rtol, atol, tick, kern=_gen, hint="", second=None,
-                 events=None):
+                 events=None, max_time=None):
     d, m = W0.shape
     n = d * m
     na = 0 if second is None else m
@@ -471,7 +491,7 @@ def _run_weights(W0, Ws, t, solver, rtol, atol, tick, kern=_gen, hint="", second
     a0 = [] if second is None else list(second[0])
     Y, stats = _integrate(rhs, np.concatenate([W0.ravel(), a0, [0.0]]), t, solver, rtol, atol,
                           tick, hint, scale=max(_amax(W0), _amax(Ws), abs(np.sum(W0 * W0) - sq)),
-                          events=ev)
+                          events=ev, max_time=max_time)
     Wt = Y[:n].T.reshape(-1, d, m)
     WtT = np.swapaxes(Wt, -1, -2)
     a = Y[n:n + na].T if na else None
@@ -551,7 +571,7 @@ def _exact_meta(r):
 
 def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, atol=None,
              eta=None, solver="auto", seed=None, progress=False, dps=None, model=None,
-             lr=None, events=None):
+             lr=None, events=None, max_time=None):
     """Simulate the gradient flow of the population risk from ``W0``.
 
     Parameters
@@ -605,6 +625,10 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
     lr : float, optional
         Online-SGD limit with step lr/d (``Model.sgd_flow``), ``method="overlaps"``
         only; t is then (samples seen) / d.
+    max_time : float, optional
+        Time budget in seconds (methods "overlaps", "weights"): once 2 s (or a tenth of
+        the budget) have passed, a run whose projected duration exceeds it stops with a
+        :class:`TooSlow` error giving the estimate.  Default: no budget.
     events : dict, optional
         Event detection (methods "overlaps", "weights"): ``{"risk": level,
         "specialisation": threshold, "plateau_rate": rate}`` (any subset); the first
@@ -723,10 +747,12 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
             try:
                 if method == "overlaps":
                     out = _run_overlaps(W0, W_star, times, solver, rtol, atol, tick, flow,
-                                        hint, second=second, events=events, kern=kern)
+                                        hint, second=second, events=events, kern=kern,
+                                        max_time=max_time)
                 else:
                     out = _run_weights(W0, W_star, times, solver, rtol, atol, tick, kern,
-                                       hint, second=second, events=events)
+                                       hint, second=second, events=events,
+                                       max_time=max_time)
                 Q, M, phi, Wt, stats, atol_used, a_t, ev_times = out
             except Diverged as exc:
                 raise Diverged(str(exc).format(exc.t / d), exc.t) from None
