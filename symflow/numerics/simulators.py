@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from symflow._io import atomic_write
+from symflow._threads import single_threaded_blas
 from symflow._validate import finite_float, time_grid
 from symflow.generated import quadratic_numpy as _gen
 from symflow.numerics.kernels import _pair, weights_risk_dist
@@ -355,6 +356,7 @@ def _exact_meta(r):
                 reorthonormalised=r["reorthonormalised"])
 
 
+@single_threaded_blas
 def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, atol=None,
              eta=None, solver="auto", seed=None, progress=False, dps=None, model=None,
              lr=None):
@@ -518,6 +520,7 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
 
 
 
+@single_threaded_blas
 def simulate_batch(W0, W_star, t=None, *, gamma=None, method="exact", rtol=1e-10, atol=None,
                    solver="auto", seeds=None):
     """Simulate many independent instances, e.g. the repetitions x dimensions of a figure.
