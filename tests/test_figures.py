@@ -10,8 +10,7 @@ import pytest
 
 from symflow.apps import figures
 
-
-_SAVED = {}  # figure file name -> matplotlib Figure, recorded by the quick fixture
+_SAVED = {}  # image format -> matplotlib Figures saved in it, recorded by the quick fixture
 
 
 @pytest.fixture(scope="module")
