@@ -15,7 +15,9 @@ block to enter sets it, the last to leave restores it.  Cost: about 1 ms once (t
 library scan), then 20-60 us per outermost block (measured).
 
 The environment variable ``SYMFLOW_BLAS_THREADS`` overrides the limit: an integer
-``N >= 1`` uses N threads, ``0`` or ``off`` leaves BLAS untouched.
+``N >= 1`` uses N threads, ``0`` or ``off`` leaves BLAS untouched.  Without
+``threadpoolctl`` (a declared dependency, missing only in an environment that was not
+reinstalled) nothing is limited.
 """
 
 from __future__ import annotations
@@ -47,10 +49,15 @@ def _limit_from_env(default):
 
 
 def _controller():
+    """The process's ThreadpoolController, or False if threadpoolctl is not installed
+    (a source tree used without reinstalling: the solvers then run unlimited)."""
     if _state["controller"] is None:
-        from threadpoolctl import ThreadpoolController
-
-        _state["controller"] = ThreadpoolController()
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _state["controller"] = False
+        else:
+            _state["controller"] = ThreadpoolController()
     return _state["controller"]
 
 
@@ -75,7 +82,7 @@ def blas_threads(n=1):
 
     n = _limit_from_env(positive_int(n, "n"))
     with _lock:
-        if _state["depth"] == 0 and n is not None:
+        if _state["depth"] == 0 and n is not None and _controller():
             _state["limiter"] = _controller().limit(limits=n, user_api="blas")
         _state["depth"] += 1
     try:

@@ -83,3 +83,14 @@ def test_wrapped_functions_keep_signature():
     assert "gamma" in inspect.signature(symflow.simulate).parameters
     assert symflow.limit.__module__ == "symflow.numerics.highdim"
     assert np.ndim(symflow.limit(0.5, 0.25, [0.0, 1.0]).phi) == 1
+
+
+def test_without_threadpoolctl_nothing_is_limited(monkeypatch):
+    """A source tree used without reinstalling (no threadpoolctl) must still run."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # import raises ImportError
+    monkeypatch.setitem(_threads._state, "controller", None)
+    monkeypatch.delenv(_threads.ENV, raising=False)
+    assert np.isfinite(symflow.limit(0.5, 0.25, [0.0, 1.0]).phi[-1])
+    assert _threads._state["controller"] is False
