@@ -10,7 +10,9 @@ than single-threaded, and the general exact path at d = 1000 (m = 500, m* = 250)
 :func:`blas_threads` limits every BLAS library loaded in the process (via
 ``threadpoolctl``) for the duration of a block and restores the previous limits on exit;
 :func:`single_threaded_blas` decorates the public entry points (``simulate``,
-``simulate_batch``, ``limit``).  Nested and concurrent blocks share one limit: the first
+``simulate_batch``, ``limit``, ``exact_flow``, ``exact_flow_batch``, and the instance
+builders ``init.orthonormal`` and ``sample_overlap_spectrum``, whose QR is the issue's
+example).  Nested and concurrent blocks share one limit: the first
 block to enter sets it, the last to leave restores it.  Cost: about 1 ms once (the
 library scan), then 20-60 us per outermost block (measured).
 

@@ -94,3 +94,17 @@ def test_without_threadpoolctl_nothing_is_limited(monkeypatch):
     monkeypatch.delenv(_threads.ENV, raising=False)
     assert np.isfinite(symflow.limit(0.5, 0.25, [0.0, 1.0]).phi[-1])
     assert _threads._state["controller"] is False
+
+
+def test_instance_construction_and_exact_flow_are_limited_too(two_threads, monkeypatch):
+    """The QR of init.orthonormal (the issue's 200 x 100 QR) and a direct exact_flow call."""
+    from symflow.numerics import exact, init
+
+    monkeypatch.delenv(_threads.ENV, raising=False)
+    seen = []
+    _record(monkeypatch, np.linalg, "qr", seen)
+    _record(monkeypatch, exact, "_ortho_batch", seen)
+    W0, Ws = init.orthonormal(200, 100, seed=0), init.orthonormal(200, 50, seed=1)
+    exact.exact_flow(W0, Ws, [0.0, 1.0])
+    assert len(seen) >= 3 and all(set(n) == {1} for n in seen), seen
+    assert set(_blas_threads()) == {2}
