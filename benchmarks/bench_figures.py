@@ -19,6 +19,7 @@ evaluated at those same snapped times.
 """
 
 import argparse
+import contextlib
 import time
 
 import numpy as np
@@ -85,6 +86,22 @@ def _symflow_data(tasks, grid):
     return results, time.perf_counter() - t0
 
 
+def _row(task, res, tasks, results, grid, budget, ex):
+    """Print the row of one (panel, d); returns the extrapolated gd time of its reps."""
+    same = [r for tk, r in zip(tasks, results)
+            if tk["panel"] == task["panel"] and tk["d"] == task["d"]]
+    gd = (_compare(task, res, grid, budget) if ex is None
+          else ex.submit(_compare, task, res, grid, budget).result())
+    sym_s = sum(r["wall_time_s"] for r in same)
+    note = ("full run" if gd["steps"] == gd["total"] else
+            f"extrapolated; gd err at gamma<={gd['g_end']:.3g}")
+    print(f"{task['panel']:>5} {task['d']:>4} {task['m']:>4} {task['m_star']:>4} | "
+          f"{sym_s:>9.3f} {gd['sym_err_phi']:>8.1e} {gd['sym_err_chi']:>8.1e} | "
+          f"{gd['wall_full'] * len(same):>9.1f} {gd['steps']:>8}/{gd['total']:<8} "
+          f"{gd['err_phi']:>8.1e} {gd['err_chi']:>8.1e} {note}", flush=True)
+    return gd["wall_full"] * len(same)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="the --quick figure settings")
@@ -108,24 +125,13 @@ def main(argv=None):
           f"{'err chi':>8} | {'gd s':>9} {'steps timed':>17} {'err phi':>8} "
           f"{'err chi':>8} note")
     gd_total = 0.0
-    for task, res in zip(tasks, results1):
-        if task["rep"] != 0:
-            continue
-        same = [r for tk, r in zip(tasks, results1)
-                if tk["panel"] == task["panel"] and tk["d"] == task["d"]]
-        if args.smoke:  # in this process (no worker start-up)
-            gd = _compare(task, res, grid, budget)
-        else:
-            with figures._pool(1) as pool:  # single-threaded BLAS, as the symflow workers
-                gd = pool.submit(_compare, task, res, grid, budget).result()
-        sym_s = sum(r["wall_time_s"] for r in same)
-        gd_total += gd["wall_full"] * len(same)
-        note = ("full run" if gd["steps"] == gd["total"] else
-                f"extrapolated; gd err at gamma<={gd['g_end']:.3g}")
-        print(f"{task['panel']:>5} {task['d']:>4} {task['m']:>4} {task['m_star']:>4} | "
-              f"{sym_s:>9.3f} {gd['sym_err_phi']:>8.1e} {gd['sym_err_chi']:>8.1e} | "
-              f"{gd['wall_full'] * len(same):>9.1f} {gd['steps']:>8}/{gd['total']:<8} "
-              f"{gd['err_phi']:>8.1e} {gd['err_chi']:>8.1e} {note}", flush=True)
+    # one worker process with single-threaded BLAS, as the symflow workers (--smoke: in
+    # this process, no worker start-up)
+    pool = contextlib.nullcontext() if args.smoke else figures._pool(1)
+    with pool as ex:
+        for task, res in zip(tasks, results1):
+            if task["rep"] == 0:
+                gd_total += _row(task, res, tasks, results1, grid, budget, ex)
     print(f"(time columns: all {reps} repetitions of the row)")
     print(f"symflow, Figures 2+3 data incl. d = inf limit: {sym_wall1:.2f} s on 1 process")
     print(f"reference gd (eta = {ETA}), same runs, 1 process: {gd_total:.0f} s "
