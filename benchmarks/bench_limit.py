@@ -1,7 +1,8 @@
 """Benchmark of symflow.numerics.highdim (MATH.md section 6): wall time per curve on gamma
 in [0, 10] and accuracy, against the reference approach (fixed-step explicit Euler, step 2e-5).
 
-Run: python benchmarks/bench_limit.py [--euler-fraction F] [--repeat R]
+Run: python benchmarks/bench_limit.py [--euler-fraction F] [--repeat R] [--smoke]
+(--smoke: a 3 x 3 grid, one repetition, 0.1% of the Euler steps: checks the script runs)
 
 Part 1 (batch): a 20 x 20 (alpha, alpha*) grid in [0.05, 1]^2 on gamma in [0, 10] (101
 points) as one batched ``limit(A, S, gamma)`` call, against serial Python loops over
@@ -62,12 +63,12 @@ def _cpu(fn, repeat):
     return best, out
 
 
-def bench_grid(repeat):
-    ax = np.linspace(0.05, 1.0, 20)
+def bench_grid(repeat, n=20):
+    ax = np.linspace(0.05, 1.0, n)
     A, S = np.meshgrid(ax, ax, indexing="ij")
     grid = np.linspace(0.0, T, 101)
     t_batch, tr = _cpu(lambda: limit(A, S, grid), repeat)
-    print(f"20 x 20 grid, gamma in [0, {T:g}] (101 points), CPU seconds (best of {repeat}):")
+    print(f"{n} x {n} grid, gamma in [0, {T:g}] (101 points), CPU seconds (best of {repeat}):")
     print(f"  batched limit(A, S, gamma)      {t_batch:8.3f} s   (nfev {tr.meta['nfev']}, "
           f"stiff part: {tr.meta['stiff']})")
     for method in ("auto", "DOP853"):
@@ -83,12 +84,16 @@ def bench_grid(repeat):
     print()
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--euler-fraction", type=float, default=0.1)
-    ap.add_argument("--repeat", type=int, default=5)
-    args = ap.parse_args()
-    bench_grid(args.repeat)
+    ap.add_argument("--euler-fraction", type=float, default=0.1,
+                    help="fraction of the Euler steps run (time extrapolated)")
+    ap.add_argument("--repeat", type=int, default=5, help="repetitions of each timing")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.euler_fraction, args.repeat = 1e-3, 1
+    bench_grid(args.repeat, n=3 if args.smoke else 20)
     n_total = int(round(T / H))
     n_run = int(round(args.euler_fraction * n_total))
     print(f"gamma in [0, {T}], Euler step {H} ({n_total} steps); Euler runs {n_run} steps"

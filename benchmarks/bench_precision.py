@@ -1,6 +1,6 @@
 """Benchmark of the high-precision path (issues 5 and 14): time and verified digits.
 
-Run: python benchmarks/bench_precision.py [--quick] [--no-odefun]
+Run: python benchmarks/bench_precision.py [--quick] [--no-odefun] [--smoke]
 
 1. The limit at gamma = 1 for the three MATH.md cases with ``limit(..., dps=D)``
    (Gragg-Bulirsch-Stoer, symflow.numerics.mpode), D in {30, 50}, next to the former
@@ -11,6 +11,7 @@ Run: python benchmarks/bench_precision.py [--quick] [--no-odefun]
 2. ``simulate(..., dps=D)`` for method "overlaps" (d, m, m*) = (8, 3, 2) and "exact"
    (10, 4, 3) up to t = 2 d (the instances of the full ``symflow check``), same columns.
 
+``--smoke``: gamma = 0.05 at D = 15 against D = 25 only (checks that the script runs).
 ``--quick``: D = 30 only.  ``--no-odefun``: skip the former path (the slow part: about
 9 minutes for everything on one core, 2 without it).  Goals (issue 14): the three limit
 cases together <= 3 s at D = 30 (former path 21 s) and <= 20 s at D = 50 (160 s).
@@ -122,7 +123,14 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="dps 30 only")
     ap.add_argument("--no-odefun", action="store_true", help="skip the former (slow) path")
+    ap.add_argument("--smoke", action="store_true", help="tiny: gamma 0.05, dps 15 vs 25")
     args = ap.parse_args(argv)
+    if args.smoke:
+        new, t_new = _timed(limit, 0.5, 0.25, [0.05], dps=15)
+        ref = limit_mp(0.5, 0.25, [0.05], 25)
+        dig = _digits({k: getattr(new, k) for k in ("phi", "chi")}, ref, ("phi", "chi"))
+        print(f"smoke: limit dps 15 at gamma 0.05: {t_new:.2f} s, digits {dig:.1f}")
+        return
     dps_list = [30] if args.quick else [30, 50]
     fl, t_fl = _timed(limit, 0.5, 0.25, [1.0], rtol=1e-13)
     ref = limit_mp(0.5, 0.25, [1.0], 40)

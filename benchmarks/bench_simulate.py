@@ -1,6 +1,8 @@
 """Benchmark of the simulators, in particular the exact reduction (MATH.md section 5).
 
-Run: python benchmarks/bench_simulate.py [--quick] [--big]
+Run: python benchmarks/bench_simulate.py [--quick] [--big] [--smoke]
+(--smoke: d = 20 only, one repetition per timing, one panel, gamma <= 1 in part 1, a short
+gd prefix: checks that the script runs)
 (single-threaded BLAS is recommended for comparable numbers: OPENBLAS_NUM_THREADS=1)
 
 Every time is the median of 3 runs (wall clock), every ratio is against a baseline
@@ -35,7 +37,7 @@ Measured (2-core machine shared with other jobs, OPENBLAS_NUM_THREADS=1, --big):
    11.5 s at rtol 1e-8.
 """
 
-import sys
+import argparse
 import time
 
 import numpy as np
@@ -45,10 +47,12 @@ from symflow.numerics.init import gaussian, orthonormal
 from symflow.numerics.simulators import simulate, simulate_batch
 
 GD_STEP_BUDGET = 20_000
+_SMOKE = {"on": False}  # --smoke: one repetition per timing, 1000 gd steps
 PANELS = ((0.5, 0.25), (0.5, 0.5), (0.25, 0.5))
 
 
 def _median_time(f, reps=3, clock=time.perf_counter):
+    reps = 1 if _SMOKE["on"] else reps
     out, times = None, []
     for _ in range(reps):
         t0 = clock()
@@ -64,7 +68,7 @@ def methods(ds):
     for d in ds:
         m, ms = d // 2, d // 4
         W0, Ws = orthonormal(d, m, seed=0), orthonormal(d, ms, seed=1)
-        gam = np.linspace(0, 10, 41)
+        gam = np.linspace(0, 1 if _SMOKE["on"] else 10, 41)
         res = {}
         for meth in ("exact", "overlaps", "weights"):
             reps = 3 if meth == "exact" else 1
@@ -74,7 +78,7 @@ def methods(ds):
         exact = res["exact"][1]
         eta = 1e-2
         total = int(round(10 * d / eta))
-        steps = min(total, GD_STEP_BUDGET)
+        steps = min(total, 1000 if _SMOKE["on"] else GD_STEP_BUDGET)
         g_end = steps * eta / d
         gg = gam[gam <= g_end + 1e-12]
         t0 = time.perf_counter()
@@ -101,7 +105,7 @@ def single_runs(ds):
           f"{'1e6 d: ms':>9} {'nfev':>6}")
     gam = np.concatenate([[0.0], np.geomspace(1e-3, 10.0, 399)])
     for d in ds:
-        for a, s in PANELS:
+        for a, s in PANELS[:1] if _SMOKE["on"] else PANELS:
             m, ms = int(a * d), int(s * d)
             W0, Ws = orthonormal(d, m, seed=0), orthonormal(d, ms, seed=1)
             total, _ = _median_time(lambda: ex.exact_flow(W0, Ws, d * gam))
@@ -124,12 +128,13 @@ def single_runs(ds):
             print(line + f"{1e3 * long:>9.1f} {rl['nfev']:>6}", flush=True)
 
 
-def batch():
+def batch(quick=False):
     from symflow.apps import figures
     from symflow.apps.run import make_instance
 
-    print("\n3. batch: the exact runs of Figures 2+3 (rtol 1e-5, 121 points), CPU s")
-    cfg = figures._SETTINGS[False]
+    cfg = figures._SETTINGS[quick]
+    print(f"\n3. batch: the exact runs of Figures 2+3 (rtol 1e-5, {cfg['points']} points), "
+          "CPU s")
     tasks = figures._flow_tasks(2, cfg["d23"], cfg["reps"], 0, "orthonormal", "exact",
                                 cfg["points"])
     inst = [make_instance(tk["d"], tk["m"], tk["m_star"], "orthonormal", "orthonormal",
@@ -172,12 +177,19 @@ def general(ds, big):
         print(line, flush=True)
 
 
-def main(quick=False, big=False):
-    methods([20, 40] if quick else [20, 40, 80, 200])
-    single_runs([20, 40] if quick else [20, 40, 80, 200, 2000])
-    batch()
-    general([20, 40] if quick else [20, 80, 200], big)
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="d in {20, 40} only")
+    ap.add_argument("--big", action="store_true", help="add d = 2000 to the general path")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs")
+    args = ap.parse_args(argv)
+    _SMOKE["on"] = args.smoke
+    ds = [20] if args.smoke else [20, 40] if args.quick else None
+    methods(ds or [20, 40, 80, 200])
+    single_runs(ds or [20, 40, 80, 200, 2000])
+    batch(quick=args.smoke)
+    general(ds or [20, 80, 200], args.big and not args.smoke)
 
 
 if __name__ == "__main__":
-    main(quick="--quick" in sys.argv, big="--big" in sys.argv)
+    main()

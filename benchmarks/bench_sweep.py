@@ -1,6 +1,8 @@
 """Benchmark of symflow.sweep (docs/sweeps.md) against serial loops, in the same run.
 
-Run: python benchmarks/bench_sweep.py [--part limit|simulate|both] [--repeat R]
+Run: python benchmarks/bench_sweep.py [--part limit|simulate|both] [--repeat R] [--smoke]
+(--smoke: a 3 x 3 limit grid and 2 simulate cells at d = 40, in-process
+(client="synchronous") only, no LocalCluster: checks that the script runs)
 
 Part 1 (limit): the 20 x 20 (alpha, alpha*) grid in [0.05, 1]^2 on gamma in [0, 10]
 (101 points) as one sweep (default batch_size 200: 2 tasks), against a serial Python
@@ -120,11 +122,32 @@ def part_simulate(repeat):
     print()
 
 
-def main():
+def smoke():
+    spec = {**LIMIT_SPEC, "grid": {"alpha": [0.25, 0.5, 1.0], "alpha_star": [0.25, 0.5, 1.0]}}
+    t_loop, loop = _best(lambda: [symflow.limit(a, s, np.linspace(0.0, 10.0, 101))
+                                  for a in (0.25, 0.5, 1.0) for s in (0.25, 0.5, 1.0)], 1)
+    t_sync, ds = _best(lambda: symflow.sweep(spec, client="synchronous", progress=False), 1)
+    err = max(np.abs(ds.chi.values.reshape(9, -1)[i] - c.chi).max() for i, c in enumerate(loop))
+    print(f"smoke: 3 x 3 limit sweep in-process {t_sync:.3f} s, loop {t_loop:.3f} s, "
+          f"max |chi(sweep) - chi(loop)| = {err:.1e}")
+    sim = {**SIM_SPEC, "fixed": {**SIM_SPEC["fixed"], "d": 40},
+           "grid": {"m": [10], "m_star": [5], "seed": [0, 1]}}
+    t_sim, ds = _best(lambda: symflow.sweep(sim, client="synchronous", progress=False), 1)
+    print(f"smoke: 2-cell simulate sweep (d = 40) in-process {t_sim:.3f} s, chi_final "
+          f"{np.round(ds.chi_final.values.ravel(), 4).tolist()}")
+
+
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=("limit", "simulate", "both"), default="both")
-    ap.add_argument("--repeat", type=int, default=3)
-    args = ap.parse_args()
+    ap.add_argument("--part", choices=("limit", "simulate", "both"), default="both",
+                    help="which part to run")
+    ap.add_argument("--repeat", type=int, default=3, help="repetitions of each timing")
+    ap.add_argument("--smoke", action="store_true",
+                    help="tiny in-process sweeps only: checks the script runs")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        smoke()
+        return
     if args.part in ("limit", "both"):
         part_limit(args.repeat)
     if args.part in ("simulate", "both"):

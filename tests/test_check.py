@@ -10,9 +10,61 @@ from symflow.apps.cli import main
 
 def test_check_quick_passes(capsys):
     assert main(["check", "--quick", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
-    assert len(rows) >= 8
+    out = json.loads(capsys.readouterr().out)
+    rows = out["checks"]
+    assert len(rows) >= 8 and out["passed"] and out["n_failed"] == 0
     assert all(r["passed"] and r["max_error"] <= r["tolerance"] for r in rows)
+
+
+def test_rows_stream_as_they_finish(monkeypatch, capsys):
+    """Each row is printed (and flushed) before the next check starts."""
+    from symflow.apps import check
+
+    seen = []
+
+    def first(quick, dps):
+        return 1e-20, 1e-12
+
+    def second(quick, dps):
+        seen.append(capsys.readouterr().out)  # what was printed before this check ran
+        return 1.0, 1e-12  # fails
+
+    monkeypatch.setattr(check, "CHECKS", [("fake one", first), ("fake two", second)])
+    assert main(["check"]) == 1
+    before = seen[0].splitlines()
+    assert before[0].split()[0] == "check" and before[1].startswith("fake one")
+    assert "yes" in before[1] and before[1].rstrip().endswith("s")
+    rest = capsys.readouterr().out.splitlines()
+    assert rest[0].startswith("fake two") and "NO" in rest[0]
+    assert rest[1].startswith("1/2 checks passed in")
+
+
+def test_only_selects_by_substring_and_json_has_times(capsys):
+    assert main(["check", "--only", "ISSERLIS", "--only", "reference table", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in out["checks"]] == ["Isserlis identity in exact rationals",
+                                                   "limit vs MATH.md reference table"]
+    assert {"command", "wall_time_s", "cpu_time_s", "out", "files", "passed", "dps",
+            "quick"} <= set(out)
+    assert out["command"] == "check" and out["out"] is None and out["files"] == []
+    for r in out["checks"]:
+        assert set(r) == {"name", "max_error", "tolerance", "passed", "seconds",
+                          "cpu_seconds"}
+        assert r["seconds"] >= 0 and r["cpu_seconds"] >= 0
+    assert out["wall_time_s"] >= sum(r["seconds"] for r in out["checks"])
+
+
+def test_only_matching_nothing_exits_2_listing_names(capsys):
+    from symflow.apps.check import check_names
+
+    assert main(["check", "--only", "no such check"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("symflow: error: --only")
+    assert all(name in err[0] for name in check_names())
+    with pytest.raises(ValueError, match="matches no check"):
+        run_checks(only=["no such check"])
+    with pytest.raises(TypeError, match="only"):
+        run_checks(only="Isserlis")
 
 
 def _wrap(mod, name, fn, monkeypatch):

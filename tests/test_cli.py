@@ -167,3 +167,144 @@ def test_run_refuses_a_run_far_over_its_time_budget(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "would take about" in err[0] and "--max-time" in err[0]
     assert not (tmp_path / "o" / "trajectory.csv").exists()
+
+
+# ------------------------------------------------------------- issue 11: --json, help, flags
+_SNAKE = __import__("re").compile(r"^[a-z][a-z0-9_]*$")
+_COMMON = {"command", "wall_time_s", "out", "files"}
+
+
+def _json_of(argv, capsys, status=0):
+    assert main(argv) == status, capsys.readouterr().err
+    return json.loads(capsys.readouterr().out)
+
+
+def _check_common(obj, command):
+    assert _COMMON <= set(obj), set(obj)
+    assert obj["command"] == command and obj["wall_time_s"] >= 0
+    assert all(_SNAKE.match(k) for k in obj), [k for k in obj if not _SNAKE.match(k)]
+    assert obj["out"] is None or isinstance(obj["out"], str)
+    assert all(isinstance(f, str) for f in obj["files"])
+
+
+def test_json_on_every_command_has_the_common_keys(tmp_path, capsys, monkeypatch):
+    from symflow.apps import derive
+
+    o = _json_of(["risk", "--d", "4", "--m", "2", "--m-star", "1", "--samples", "1000",
+                  "--json"], capsys)
+    _check_common(o, "risk")
+    assert o["out"] is None and o["files"] == []
+    o = _json_of(["run", "--d", "8", "--m", "2", "--m-star", "1", "--points", "5",
+                  "--out", str(tmp_path / "r"), "--json"], capsys)
+    _check_common(o, "run")
+    assert o["out"] == str(tmp_path / "r") and len(o["files"]) == 3
+    assert all((tmp_path / "r" / f).is_file() for f in ("trajectory.csv", "meta.json",
+                                                         "run.png"))
+    assert o["solve_time_s"] <= o["wall_time_s"]
+    o = _json_of(["limit", "--alpha", "0.5", "--alpha-star", "0.25", "--points", "3",
+                  "--out", str(tmp_path / "l"), "--json"], capsys)
+    _check_common(o, "limit")
+    assert o["files"] == [str(tmp_path / "l" / "limit.csv")]
+    o = _json_of(["check", "--only", "Isserlis", "--json"], capsys)
+    _check_common(o, "check")
+    # derive: the derivation itself is covered by test_derive.py; here only the CLI
+    monkeypatch.setattr(derive, "write_all", lambda root: ["derivations/x.md"])
+    monkeypatch.setattr(derive, "check", lambda root: ["derivations/x.md"])
+    o = _json_of(["derive", "--out", str(tmp_path), "--json"], capsys)
+    _check_common(o, "derive")
+    assert o["files"] == [str(tmp_path / "derivations/x.md")]
+    o = _json_of(["derive", "--check", "--out", str(tmp_path), "--json"], capsys, status=1)
+    _check_common(o, "derive")
+    assert o["stale"] == ["derivations/x.md"] and o["up_to_date"] is False
+    o = _json_of(["figures", "--figure", "6", "--quick", "--format", "svg", "--out",
+                  str(tmp_path / "f"), "--json"], capsys)
+    _check_common(o, "figures")
+    assert sorted(o["files"]) == sorted(str(tmp_path / "f" / f"fig6.{e}")
+                                        for e in ("svg", "csv", "json"))
+    assert o["figures"][0]["figure"] == 6 and o["formats"] == ["svg"]
+    spec = tmp_path / "s.toml"
+    spec.write_text('job = "limit"\n[fixed]\ngamma = [0.0, 1.0]\n[grid]\n'
+                    'alpha = [0.5]\nalpha_star = [0.25, 0.5]\n')
+    o = _json_of(["sweep", str(spec), "--out", str(tmp_path / "sw"), "--scheduler",
+                  "synchronous", "--json"], capsys)
+    _check_common(o, "sweep")
+    assert o["n_cells"] == 2 and o["tasks_computed"] + o["tasks_from_cache"] == o["n_tasks"]
+    assert str(tmp_path / "sw" / "results.nc") in o["files"]
+
+
+def test_limit_json_carries_the_curve_at_explicit_points(capsys):
+    o = _json_of(["limit", "--alpha", "0.5", "--alpha-star", "0.25", "--gamma", "0.5", "1",
+                  "2", "--json"], capsys)
+    assert o["gamma"] == [0.5, 1.0, 2.0]
+    # MATH.md section 6 reference table (independent solver, ~1e-6)
+    assert max(abs(a - b) for a, b in zip(o["phi"], [0.095078, 0.279260, 0.462015])) < 2e-6
+    assert max(abs(a - b) for a, b in zip(o["chi"], [0.995715, 0.999311, 0.999852])) < 2e-6
+    assert o["final_phi"] == o["phi"][-1] and o["points"] == 3
+    o = _json_of(["limit", "--alpha", "0.5", "--alpha-star", "0.25", "--points", "5",
+                  "--gamma-max", "2", "--json"], capsys)
+    assert o["gamma"] == [0.0, 0.5, 1.0, 1.5, 2.0] and len(o["phi"]) == len(o["chi"]) == 5
+    assert main(["limit", "--alpha", "0.5", "--alpha-star", "0.25", "--gamma", "1",
+                 "--points", "3"]) == 2
+    assert "--gamma" in capsys.readouterr().err
+    assert main(["limit", "--alpha", "0.5", "--alpha-star", "0.25", "--gamma", "1", "0.5"]) == 2
+    assert "--gamma must be strictly increasing" in capsys.readouterr().err
+    assert main(["limit", "--alpha", "0.5", "--alpha-star", "0.25", "--gamma", "0.5", "1"]) == 0
+    text = capsys.readouterr().out.splitlines()
+    assert text[1].split() == ["gamma", "phi", "chi"] and len(text) == 4
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["limit", "--alpha", "1.5", "--alpha-star", "0.25"], "--alpha must be <= 1"),
+    (["limit", "--alpha", "0.5", "--alpha-star", "0"], "--alpha-star must be > 0"),
+    (["run", "--noise", "-1", "--d", "5", "--m", "2", "--m-star", "1"], "--noise must be >= 0"),
+    (["run", "--weight-decay", "-1", "--d", "5", "--m", "2", "--m-star", "1"],
+     "--weight-decay must be >= 0"),
+    (["run", "--teacher-activation", "sin(z)", "--d", "5", "--m", "2", "--m-star", "1"],
+     "--teacher-activation: a call of an unknown function"),
+    (["run", "--d", "5", "--m", "2", "--m-star", "6"], "--m-star must be <= --d"),
+    (["figures", "--figure", "9"], "--figure must be in 1..6"),
+    (["figures", "--figure", "6", "--format", "gif"], "--format must be among"),
+])
+def test_errors_name_flags_not_api_arguments(argv, msg, tmp_path, capsys):
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and msg in err[0], err
+
+
+def test_flag_message_rewrites_only_subjects():
+    from symflow.apps.cli import flag_message
+
+    flags = {"d": "--d", "alpha": "--alpha", "alpha_star": "--alpha-star", "eta": "--eta"}
+    assert flag_message("alpha_star = 0.001 is below the range", flags).startswith(
+        "--alpha-star = 0.001")
+    assert flag_message("eta=500 is too coarse", flags) == "--eta=500 is too coarse"
+    # names inside a sentence that are not its subject stay as they are
+    assert flag_message("k must be <= d, got k=6 > d=5", flags) == \
+        "k must be <= d, got k=6 > d=5"
+    assert flag_message("horizon gamma = t/d = 3", flags) == "horizon gamma = t/d = 3"
+
+
+def _subparsers():
+    import argparse
+
+    from symflow.apps.cli import build_parser
+
+    top = build_parser()
+    (sub,) = [a for a in top._actions if isinstance(a, argparse._SubParsersAction)]
+    return sub.choices
+
+
+def test_every_flag_has_help_and_no_contradictory_defaults():
+    import re
+
+    for name, parser in _subparsers().items():
+        for a in parser._actions:
+            if a.option_strings and a.dest != "help":
+                assert a.help and len(a.help) > 8, (name, a.option_strings)
+        text = parser.format_help()
+        assert "(default: None)" not in text and "(default: False)" not in text, name
+        # one statement of the default per flag at most
+        flat = re.sub(r"\s+", " ", text)
+        for chunk in re.split(r" (?=--[a-z])", flat):
+            assert chunk.lower().count("default") <= 1, (name, chunk)
+        assert "--json" in text, name

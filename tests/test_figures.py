@@ -10,11 +10,23 @@ import pytest
 
 from symflow.apps import figures
 
+_SAVED = {}  # image format -> matplotlib Figures saved in it, recorded by the quick fixture
+
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
+    from matplotlib.figure import Figure
+
     out = tmp_path_factory.mktemp("figs")
-    summary = figures.make_figures(out=out, quick=True, seed=0, progress=False)
+    orig = Figure.savefig
+
+    def spy(self, fname, *args, **kwargs):
+        _SAVED[kwargs.get("format")] = _SAVED.get(kwargs.get("format"), []) + [self]
+        return orig(self, fname, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Figure, "savefig", spy)
+        summary = figures.make_figures(out=out, quick=True, seed=0, progress=False)
     return out, summary
 
 
@@ -33,6 +45,40 @@ def test_all_files_written(quick):
         assert meta["figure"] == n and meta["seed"] == 0 and "version" in meta
         assert meta["wall_time_s"] > 0
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_publication_ready_labels_legends_captions(quick):
+    """Every panel has axis labels (mathtext), the figures their legends, and figN.json a
+    caption; Fig. 1 explains its error bars; Fig. 2 right has the -4 gamma inset."""
+    out, _ = quick
+    figs = _SAVED["png"]
+    assert len(figs) == 6 and len(_SAVED["pdf"]) == 6 and "svg" not in _SAVED
+    for n, fig in zip(figures.FIGURES, figs):
+        for ax in fig.axes:
+            assert ax.get_xlabel() and ax.get_ylabel(), (n, ax.get_title())
+        assert any(ax.get_legend() is not None for ax in fig.axes), n
+        meta = json.loads((out / f"fig{n}.json").read_text())
+        assert len(meta["summary"]["caption"]) > 40 and meta["formats"] == ["png", "pdf"]
+    assert any("$" in ax.get_ylabel() for ax in figs[1].axes)  # mathtext
+    legend1 = [t.get_text() for t in figs[0].axes[0].get_legend().get_texts()]
+    assert any("error bars: min-max" in t for t in legend1)
+    assert "min-max" in json.loads((out / "fig1.json").read_text())["summary"]["error_bars"]
+    fig2 = figs[1]
+    assert len(fig2.axes) == 6  # phi_d and phi_d - phi_inf rows
+    right = fig2.axes[2]
+    assert right.child_axes and "4" in right.child_axes[0].get_title()
+    labels = [t.get_text() for t in right.get_legend().get_texts()]
+    assert any("-4" in t or "4\\gamma" in t for t in labels)
+
+
+def test_formats_option(tmp_path):
+    s = figures.make_figures(figures=[6], out=tmp_path, quick=True, progress=False,
+                             formats="svg,png")
+    assert sorted(p.rsplit(".", 1)[1] for p in s[6]["files"]) == ["csv", "json", "png", "svg"]
+    assert (tmp_path / "fig6.svg").read_text().lstrip().startswith("<?xml")
+    with pytest.raises(ValueError, match="formats"):
+        figures.make_figures(figures=[6], out=tmp_path / "x", formats=["gif"])
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize("n, q", [(2, "phi"), (3, "chi")])

@@ -198,7 +198,7 @@ def test_cli_run(tmp_path, capsys):
     data = np.loadtxt(out / "trajectory.csv", delimiter=",", skiprows=1)
     assert data.shape == (30, 6)
     assert main(["run", "--d", "4", "--m", "5", "--out", str(tmp_path / "x")]) == 2
-    assert "k must be <= d" in capsys.readouterr().err
+    assert "--m must be <= --d" in capsys.readouterr().err  # flags, not API names
 
 
 def test_gd_divergence_is_an_error_not_nan():

@@ -24,18 +24,20 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["CheckResult", "run_checks", "CHECKS"]
+__all__ = ["CheckResult", "run_checks", "CHECKS", "check_names", "select_checks", "format_table",
+           "to_json"]
 
 
 @dataclass
 class CheckResult:
-    """One row of the check table."""
+    """One row of the check table (``seconds``: wall time, ``cpu_seconds``: CPU time)."""
 
     name: str
     max_error: float
     tolerance: float
     passed: bool
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
 
 
 def _rel(a, b):
@@ -266,28 +268,26 @@ def _check_finite_d_extrapolation(quick, dps):
 
     phi_d(1) averaged over seeds at several d is fitted by a + b/d; |a - phi_inf| is
     the error (finite-d corrections of linear statistics of the Jacobi ensemble are
-    O(1/d), fluctuations O(1/d) too).
+    O(1/d), fluctuations O(1/d) too).  All runs of a case are one
+    :func:`symflow.simulate_batch` call (method "exact"); measured 10-13 s wall for the
+    full row, about 40% of it building the orthonormal instances (QR at d = 1600), the
+    rest the principal angles and the joint solve.
     """
     from symflow.numerics.highdim import limit
-    from symflow.numerics.simulators import simulate
+    from symflow.numerics.simulators import simulate_batch
 
     ds = [50, 100, 200] if quick else [200, 400, 800, 1600]
     reps = 2 if quick else 4
     err = 0.0
     for a, s in ((0.5, 0.25),) if quick else ((0.5, 0.25), (0.5, 0.5), (0.75, 0.5)):
         lim = limit(a, s, [0.0, 1.0])
-        vals = {"phi": [], "chi": []}
-        for d in ds:
-            acc = {"phi": [], "chi": []}
-            for r in range(reps):
-                W0, Ws = _instance(d, int(round(a * d)), int(round(s * d)), 100 * r + d)
-                tr = simulate(W0, Ws, gamma=[0.0, 1.0], method="exact")
-                for k in acc:
-                    acc[k].append(getattr(tr, k)[1])
-            for k in acc:
-                vals[k].append(np.mean(acc[k]))
-        for k in vals:
-            coef = np.polyfit(1.0 / np.array(ds), vals[k], 1)
+        inst = [_instance(d, int(round(a * d)), int(round(s * d)), 100 * r + d)
+                for d in ds for r in range(reps)]
+        trs = simulate_batch([w for w, _ in inst], [w for _, w in inst], gamma=[0.0, 1.0],
+                             method="exact")
+        for k in ("phi", "chi"):
+            means = np.array([getattr(tr, k)[1] for tr in trs]).reshape(len(ds), reps).mean(1)
+            coef = np.polyfit(1.0 / np.array(ds), means, 1)
             err = max(err, abs(coef[1] - getattr(lim, k)[1]))
     return err, 1e-2 if quick else 3e-3
 
@@ -306,7 +306,48 @@ CHECKS = [
 ]
 
 
-def run_checks(dps=30, quick=False, only=None):
+def check_names():
+    """Names of the rows of the suite, in order (``CHECKS``)."""
+    return [name for name, _ in CHECKS]
+
+
+def select_checks(only=None):
+    """The checks selected by ``only`` (case-insensitive substrings of the names).
+
+    Parameters
+    ----------
+    only : iterable of str, optional
+        Substrings; a check runs if its name contains any of them.  None or empty: all.
+
+    Returns
+    -------
+    list of (name, function)
+
+    Raises
+    ------
+    ValueError
+        ``only`` matches no check (the message lists the names).
+    TypeError
+        ``only`` is a single string or holds a non-string.
+    """
+    if only is None:
+        return list(CHECKS)
+    if isinstance(only, str):
+        raise TypeError(f"only must be a list of strings, got the string {only!r}")
+    only = list(only)
+    if any(not isinstance(o, str) for o in only):
+        raise TypeError(f"only must hold strings, got {only!r}")
+    if not only:
+        return list(CHECKS)
+    keys = [o.lower() for o in only]
+    sel = [(n, fn) for n, fn in CHECKS if any(k in n.lower() for k in keys)]
+    if not sel:
+        raise ValueError(f"only={only!r} matches no check; the checks are: "
+                         + "; ".join(check_names()))
+    return sel
+
+
+def run_checks(dps=30, quick=False, only=None, on_result=None):
     """Run the check suite.
 
     Parameters
@@ -314,33 +355,63 @@ def run_checks(dps=30, quick=False, only=None):
     dps : int >= 15
         Working precision of the mpmath references.
     quick : bool
-        Smaller instances and fewer cases (CI; under a minute).
+        Smaller instances and fewer cases (CI; about 25 CPU-s, the full suite about 90).
     only : iterable of str, optional
-        Substrings of check names to run.
+        Case-insensitive substrings of check names to run (see :func:`select_checks`).
+    on_result : callable, optional
+        Called with each :class:`CheckResult` as soon as its check finishes (the CLI
+        prints the row there), in the order of ``CHECKS``.
 
     Returns
     -------
     list of CheckResult
+        ``seconds`` is the wall time of the row, ``cpu_seconds`` its CPU time.
+
+    Raises
+    ------
+    ValueError, TypeError
+        ``dps`` below 15 or not an integer; ``only`` matching nothing.
+
+    Notes
+    -----
+    A check that raises is a failing row (error inf, the exception in its name).  BLAS
+    is limited to one thread while the checks run (:mod:`symflow._threads`).
     """
     import mpmath
 
+    from symflow._threads import blas_threads
     from symflow._validate import positive_int
 
     dps = positive_int(dps, "dps", minimum=15)
+    selected = select_checks(only)
     out = []
-    for name, fn in CHECKS:
-        if only and not any(o in name for o in only):
-            continue
-        t0 = time.perf_counter()
-        with mpmath.workdps(dps):
+    for name, fn in selected:
+        t0, c0 = time.perf_counter(), time.process_time()
+        with mpmath.workdps(dps), blas_threads(1):
             try:
                 err, tol = fn(quick, dps)
             except Exception as exc:  # a crashing check is a failing check
                 err, tol = float("inf"), 0.0
                 name = f"{name} [{type(exc).__name__}: {exc}]"
         ok = bool(np.isfinite(err) and err <= tol)
-        out.append(CheckResult(name, float(err), float(tol), ok, time.perf_counter() - t0))
+        res = CheckResult(name, float(err), float(tol), ok, time.perf_counter() - t0,
+                          time.process_time() - c0)
+        out.append(res)
+        if on_result is not None:
+            on_result(res)
     return out
+
+
+def format_header(width):
+    """Header line of the check table; ``width`` is the width of the name column."""
+    return f"{'check':<{width}}  {'max error':>10}  {'tolerance':>10}  pass   time"
+
+
+def format_row(result, width):
+    """One row of the check table (name, max error, tolerance, pass, wall seconds)."""
+    r = result
+    return (f"{r.name:<{width}}  {r.max_error:>10.2e}  {r.tolerance:>10.1e}  "
+            f"{'yes' if r.passed else 'NO ':<4} {r.seconds:>6.1f}s")
 
 
 def format_table(results):
@@ -353,14 +424,10 @@ def format_table(results):
     Returns
     -------
     str
-        One row per check: name, max error, tolerance, pass, seconds.
+        Header and one row per check: name, max error, tolerance, pass, seconds.
     """
-    w = max(len(r.name) for r in results)
-    lines = [f"{'check':<{w}}  {'max error':>10}  {'tolerance':>10}  pass   time"]
-    for r in results:
-        lines.append(f"{r.name:<{w}}  {r.max_error:>10.2e}  {r.tolerance:>10.1e}  "
-                     f"{'yes' if r.passed else 'NO ':<4} {r.seconds:>6.1f}s")
-    return "\n".join(lines)
+    w = max([len(r.name) for r in results] + [5])
+    return "\n".join([format_header(w)] + [format_row(r, w) for r in results])
 
 
 def to_json(results):
@@ -373,7 +440,7 @@ def to_json(results):
     Returns
     -------
     str
-        A JSON list of {name, max_error, tolerance, passed}.
+        A JSON list of {name, max_error, tolerance, passed, seconds, cpu_seconds}
+        (``symflow check --json`` wraps it in the common CLI object, key ``checks``).
     """
-    return json.dumps([{k: v for k, v in asdict(r).items() if k != "seconds"}
-                       for r in results])
+    return json.dumps([asdict(r) for r in results])

@@ -224,6 +224,12 @@ def _plt():
 
 
 _COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")
+#: PNG resolution (the PDF and SVG are vector graphics)
+DPI = 150
+FORMATS = ("png", "pdf", "svg")
+#: what the shaded bands and lines of Figures 2-5 are (also written to figN.json)
+BANDS = "lines: mean over the repetitions; shaded bands: min-max over the repetitions"
+_TEX = {"phi": r"\varphi", "chi": r"\chi"}
 
 
 def _band(ax, x, curves, color, label):
@@ -234,7 +240,13 @@ def _band(ax, x, curves, color, label):
 
 
 def _panel_title(a, s):
-    return f"alpha={a:g}, alpha*={s:g}  (m = {a:g} d, m* = {s:g} d)"
+    return (rf"$\alpha = {a:g}$, $\alpha^* = {s:g}$  "
+            rf"($m = {a:g}\,d$, $m^* = {s:g}\,d$)")
+
+
+def _qlabel(q, d="d"):
+    """Mathtext of quantity q ("phi", "chi") at dimension d, e.g. phi_d(gamma)."""
+    return rf"${_TEX[q]}_{{{d}}}(\gamma)$"
 
 
 # ----------------------------------------------------------------------- figures
@@ -279,23 +291,32 @@ def _figure1(cfg, seed, reps, pool):
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ax.bar(centers, mean_h, width=bw, color="tab:blue", alpha=0.5,
-           label=f"eigenvalues of Y_d, d={d} (mean of {reps})")
+           label=rf"eigenvalues of $Y_d$, $d = {d}$ (mean of {reps} draws)")
     ax.errorbar(centers, mean_h, yerr=[mean_h - hists.min(0), hists.max(0) - mean_h],
-                fmt="none", ecolor="tab:blue", lw=0.8, capsize=1.5)
-    ax.plot(xs, dens, color="k", lw=1.3, label="Wachter density (d = inf)")
+                fmt="none", ecolor="tab:blue", lw=0.8, capsize=1.5,
+                label=f"error bars: min-max over the {reps} draws")
+    ax.plot(xs, dens, color="k", lw=1.3, label=r"Wachter density ($d = \infty$)")
     for loc, mass in atoms:
         ax.axvline(loc, color="tab:red", lw=2, label=f"atom {mass:.2f} at {loc:g}")
-    ax.set_xlabel("eigenvalue lambda of Y_d = U^T U* U*^T U")
-    ax.set_ylabel("counts / (d * bin width)")
-    ax.set_title(f"Fig. 1: spectrum of Y_d, alpha={a}, alpha*={s}"
+    ax.set_xlabel(r"eigenvalue $\lambda$ of $Y_d = U^\top U_* U_*^\top U$")
+    ax.set_ylabel(r"density: counts / ($d\,\times$ bin width)")
+    ax.set_title(rf"Fig. 1: spectrum of $Y_d$, $\alpha = {a}$, $\alpha^* = {s}$"
                  + ("" if atoms else " (no atoms)"))
+    ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.3 * max(mean_h.max(), dens[(xs > r1 + 0.02) & (xs < r2 - 0.02)].max()))
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center")
     fig.tight_layout()
     summary = dict(edges=[r1, r2], atoms=atoms, exact_zeros=n0, exact_ones=n1,
                    continuous_mass_empirical=float(mean_h.sum() * bw),
                    continuous_mass_theory=min(a, s) - max(a + s - 1, 0.0),
                    max_abs_hist_minus_bin_average=float(np.max(np.abs(mean_h - exact_bins))))
+    summary["caption"] = (
+        f"Eigenvalues of Y_d = U^T U* U*^T U (U, U* Haar, m = {round(a * d)}, "
+        f"m* = {round(s * d)}, d = {d}): histogram with {edges.size - 1} bins, counts / "
+        f"(d * bin width), bar height = mean over {reps} independent draws, error bars = "
+        f"min-max over the draws; black line: the Wachter density (d = infinity); "
+        "exact 0 / 1 eigenvalues (atoms) are counted separately (exact_zeros, exact_ones).")
+    summary["error_bars"] = f"min-max over the {reps} draws of each bin (bars: mean)"
     params = dict(d=d, alpha=a, alpha_star=s, m=round(a * d), m_star=round(s * d),
                   reps=reps, bins=edges.size - 1, seeds=seeds)
     return fig, ["kind", "d", "rep", "seed", "x", "value"], rows, params, summary
@@ -332,44 +353,93 @@ def _gap_summary(tasks, results, lims, quantity):
     return out
 
 
+def _curves(tasks, results, quantity, panel, d):
+    return [res[quantity] for t, res in zip(tasks, results) if t["panel"] == panel
+            and t["d"] == d]
+
+
 def _flow_axes(axes, tasks, results, lims, grid, quantity, ds, ref_label, ref_style="--"):
+    """Top-row panels: q_d(gamma) per d (mean line, min-max band) and the limit."""
     for p, ax in enumerate(axes):
         for i, d in enumerate(ds):
-            curves = [res[quantity] for t, res in zip(tasks, results)
-                      if t["panel"] == p and t["d"] == d]
-            _band(ax, grid, curves, _COLORS[i % len(_COLORS)], f"d={d}")
+            _band(ax, grid, _curves(tasks, results, quantity, p, d), _COLORS[i % len(_COLORS)],
+                  f"$d = {d}$")
         ax.plot(grid, getattr(lims[p], quantity)[1:], "k", ls=ref_style, lw=1.3,
-                label=ref_label)
+                label=ref_label, zorder=4)
         ax.set_xscale("log")
-        ax.set_xlabel("gamma = t / d")
+        ax.set_xlabel(r"$\gamma = t/d$")
+        ax.set_ylabel(_qlabel(quantity))
         ax.grid(alpha=0.3)
+
+
+def _diff_axes(axes, tasks, results, lims, grid, quantity, ds):
+    """Bottom-row panels: q_d(gamma) - q_inf(gamma) per d (mean line, min-max band)."""
+    for p, ax in enumerate(axes):
+        ref = getattr(lims[p], quantity)[1:]
+        for i, d in enumerate(ds):
+            _band(ax, grid, np.asarray(_curves(tasks, results, quantity, p, d)) - ref,
+                  _COLORS[i % len(_COLORS)], f"$d = {d}$")
+        ax.axhline(0.0, color="k", ls="--", lw=1.0)
+        ax.set_xscale("log")
+        ax.set_xlabel(r"$\gamma = t/d$")
+        ax.set_ylabel(_qlabel(quantity) + " $-$ " + _qlabel(quantity, r"\infty"))
+        ax.grid(alpha=0.3)
+
+
+def _slope_inset(ax, panel, tasks, results, lim, grid, ds):
+    """Inset of Fig. 2 (alpha < alpha*): phi + 4 gamma on a linear gamma axis, where the
+    late-time guide phi = -4 gamma is the horizontal line 0 (on the main axes it lies
+    under the limit curve, phi_inf = -4 gamma - 0.43)."""
+    ins = ax.inset_axes([0.1, 0.42, 0.46, 0.36])
+    sel = grid >= 1.0
+    for i, d in enumerate(ds):
+        c = np.asarray(_curves(tasks, results, "phi", panel, d))[:, sel]
+        ins.plot(grid[sel], (c + 4 * grid[sel]).mean(0), color=_COLORS[i % len(_COLORS)],
+                 lw=1.0)
+    ins.plot(grid[sel], lim.phi[1:][sel] + 4 * grid[sel], "k--", lw=1.1)
+    ins.axhline(0.0, color="tab:purple", ls=":", lw=1.4)
+    ins.set_title(r"$\varphi + 4\gamma$ against $\gamma \geq 1$ (linear)", fontsize=7,
+                  pad=2)
+    ins.tick_params(labelsize=6, pad=1)
+    ins.grid(alpha=0.3)
+    return ins
 
 
 def _figure_flow(figure, quantity, tasks, results, lims, cfg, reps, ds, init):
     grid = _gamma_grid(cfg["points"])
     plt = _plt()
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.9))
-    _flow_axes(axes, tasks, results, lims, grid, quantity, ds, "d = inf (limit)")
-    for p, ax in enumerate(axes):
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7.2), sharex=True)
+    _flow_axes(axes[0], tasks, results, lims, grid, quantity, ds,
+               r"$d = \infty$ (limit)")
+    _diff_axes(axes[1], tasks, results, lims, grid, quantity, ds)
+    for p, ax in enumerate(axes[0]):
         a, s = PANELS[p]
         ax.set_title(_panel_title(a, s), fontsize=9)
-        ax.set_ylabel(f"{quantity}_d(gamma)")
         if quantity == "chi":
-            ax.axhline(min(1.0, np.sqrt(a / s)), color="grey", lw=0.8, ls=":",
-                       label="chi(inf)")
+            ax.axhline(min(1.0, np.sqrt(a / s)), color="tab:purple", lw=1.0, ls=":",
+                       label=r"$\chi_\infty = \min(1, \sqrt{\alpha/\alpha^*})$")
         elif a < s:
-            ax.plot(grid, -4.0 * grid, color="grey", lw=0.8, ls=":", label="-4 gamma")
-            ax.legend(fontsize=8)
-    if quantity == "chi":
-        axes[1].legend(fontsize=7, loc="lower right")
-    else:
-        axes[0].legend(fontsize=8)
-    fig.suptitle(f"Fig. {figure}: {quantity}_d(gamma), orthonormal start and teacher, "
-                 f"mean and min-max over {reps} repetitions")
+            ax.plot(grid, -4.0 * grid, color="tab:purple", lw=1.4, ls=":", zorder=5,
+                    label=r"guide $-4\gamma$ (inset: $\varphi + 4\gamma$)")
+            _slope_inset(ax, p, tasks, results, lims[p], grid, ds)
+            ax.legend(fontsize=7, loc="lower left")
+    for ax in axes[0]:
+        ax.tick_params(labelbottom=True)
+    axes[0, 0].legend(fontsize=7, loc="upper left" if quantity == "phi" else "lower right")
+    axes[1, 0].legend(fontsize=7, loc="best")
+    what = _qlabel(quantity)
+    fig.suptitle(f"Fig. {figure}: {what}, orthonormal start and teacher; bottom: difference "
+                 rf"to $d = \infty$; {reps} repetitions (line: mean, band: min-max)",
+                 fontsize=11)
     fig.tight_layout()
     rows = _flow_rows(tasks, results, lims, grid, quantity)
     summary = {f"mean_over_reps_max_abs_{quantity}_d_minus_limit":
-               _gap_summary(tasks, results, lims, quantity)}
+               _gap_summary(tasks, results, lims, quantity),
+               "bands": BANDS,
+               "caption": (f"Top: {quantity}_d(gamma) for d in {list(ds)}, orthonormal start "
+                           f"and teacher, method exact, {reps} repetitions per d; dashed "
+                           f"black: d = infinity (symflow.limit).  Bottom: {quantity}_d - "
+                           f"{quantity}_inf.  {BANDS}.")}
     return fig, rows, summary
 
 
@@ -380,22 +450,27 @@ def _figure4(tasks, results, lims, cfg, reps, ds):
     rows = []
     for row, q in enumerate(("phi", "chi")):
         _flow_axes(axes[row], tasks, results, lims, grid, q, ds,
-                   "orthonormal d = inf (reference)", ref_style=":")
+                   r"orthonormal $d = \infty$ (reference)", ref_style=":")
         for p, ax in enumerate(axes[row]):
-            ax.set_ylabel(f"{q}_d(gamma)")
             if row == 0:
                 ax.set_title(_panel_title(*PANELS[p]), fontsize=9)
         for r in _flow_rows(tasks, results, lims, grid, q):
             r["quantity"] = q
             rows.append(r)
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle("Fig. 4: Gaussian start and teacher (entries N(0, 1/(d k))), "
-                 f"mean and min-max over {reps} repetitions")
+    axes[0, 0].legend(fontsize=7, loc="upper left")
+    axes[1, 0].legend(fontsize=7, loc="upper left")
+    fig.suptitle(r"Fig. 4: Gaussian start and teacher (entries $N(0, 1/(d k))$), "
+                 f"{reps} repetitions (line: mean, band: min-max)", fontsize=11)
     fig.tight_layout()
     summary = {"final_chi_mean": {
         f"panel{p}": {str(d): float(np.mean([res["chi"][-1] for t, res in zip(tasks, results)
                                              if t["panel"] == p and t["d"] == d]))
-                      for d in ds} for p in range(3)}}
+                      for d in ds} for p in range(3)},
+        "bands": BANDS,
+        "caption": (f"phi_d(gamma) (top) and chi_d(gamma) (bottom) for d in {list(ds)}, "
+                    "Gaussian start and teacher (entries N(0, 1/(d m)), N(0, 1/(d m*))), "
+                    f"method overlaps, {reps} repetitions; dotted: the orthonormal d = "
+                    f"infinity solution, a reference only.  {BANDS}.")}
     return fig, rows, summary
 
 
@@ -450,31 +525,35 @@ def _figure5(tasks, results, cfg, reps):
             if p == 0:
                 slopes = [f["loglog_slope"] for f, _ in gfits]
                 _band(axl, t[1:], [t[1:] ** 2 * res["risk"][1:] for _, res in group], col,
-                      f"d={d}, m={m}, m*={m // 2}; d log L / d log t = "
-                      f"{np.median(slopes):.2f} (t >= 15, median)")
+                      rf"$d = {d}$, $m = {m}$, $m^* = {m // 2}$; "
+                      rf"$d\log L / d\log t = {np.median(slopes):.2f}$ ($t \geq 15$, median)")
             else:
                 (f, valid), (_, res) = gfits[0], group[0]
                 ratio = np.median([g["slope_over_minus_4mu"] for g, _ in gfits])
                 axr.semilogy(t[valid], res["risk"][valid], color=col, lw=1.3,
-                             label=f"d={d}, m=m*={m} (rep 0); late slope / (-4 mu) = "
-                                   f"{ratio:.2f} (median of {len(gfits)})")
+                             label=rf"$d = {d}$, $m = m^* = {m}$ (rep 0); late slope / "
+                                   rf"$(-4\mu) = {ratio:.2f}$ (median of {len(gfits)})")
                 axr.semilogy(t, f["c"] * np.exp(-4 * res["mu"] * t), color=col, ls="--",
                              lw=1)
-    axl.set_xlabel("t")
-    axl.set_ylabel("t^2 L(t)")
-    axl.set_title(f"m* = m/2: L ~ 1/t^2 (mean and min-max over {reps} repetitions)",
-                  fontsize=9)
-    axr.set_xlabel("t")
-    axr.set_ylabel("L(t)")
-    axr.set_title("m* = m: L(t) (solid) vs c exp(-4 mu t) (dashed, c fitted at late t)",
-                  fontsize=9)
+    axl.set_xlabel(r"flow time $t$")
+    axl.set_ylabel(r"$t^2 L(t)$")
+    axl.set_title(rf"$m^* = m/2$: $L \sim 1/t^2$ ({reps} repetitions; line: mean, band: "
+                  "min-max)", fontsize=9)
+    axr.set_xlabel(r"flow time $t$")
+    axr.set_ylabel(r"risk $L(t)$")
+    axr.set_title(r"$m^* = m$: $L(t)$ (solid) vs $c\,e^{-4\mu t}$ (dashed, $c$ fitted at "
+                  r"late $t$)", fontsize=9)
     for ax in (axl, axr):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle("Fig. 5: unnormalised Gaussian start and teacher (entries N(0, 1/k)); "
-                 "mu = smallest nonzero eigenvalue of Z*")
+    fig.suptitle(r"Fig. 5: unnormalised Gaussian start and teacher (entries $N(0, 1/k)$); "
+                 r"$\mu$ = smallest nonzero eigenvalue of $Z^*$", fontsize=11)
     fig.tight_layout()
-    return fig, rows, dict(fits=fits)
+    caption = (f"Unnormalised Gaussian start and teacher, (d, m) in {list(cfg['dm5'])}, "
+               f"{reps} repetitions.  Left (m* = m/2): t^2 L(t), {BANDS}.  Right (m* = m): "
+               "L(t) of repetition 0 (solid) and c exp(-4 mu t) (dashed) with c fitted on "
+               "the fit window; mu = smallest nonzero eigenvalue of Z*.")
+    return fig, rows, dict(fits=fits, bands=BANDS, caption=caption)
 
 
 def _figure6(cfg):
@@ -490,17 +569,21 @@ def _figure6(cfg):
         rows += [dict(panel=p, alpha=a, alpha_star=s, gamma=x, chi=c, chi_inf=lim.chi_final,
                       gap=v) for x, c, v in zip(g, lim.chi, gap)]
         ok = gap > 1e-12  # below: solver noise (rtol = 1e-12)
-        ax.semilogy(g[ok], gap[ok], color=_COLORS[p], label=f"alpha={a:g}, alpha*={s:g}")
+        ax.semilogy(g[ok], gap[ok], color=_COLORS[p],
+                    label=rf"$\alpha = {a:g}$, $\alpha^* = {s:g}$")
         summary[f"panel{p}"] = dict(chi_inf=lim.chi_final,
                                     gap_at={str(x): float(gap[np.argmin(abs(g - x))])
                                             for x in (0.5, 1.0, 2.0, 3.0)})
-    ax.set_xlabel("gamma")
-    ax.set_ylabel("chi(inf) - chi(gamma)")
-    ax.set_title("Fig. 6: convergence of the overlap in the limit d = inf", fontsize=10)
+    ax.set_xlabel(r"$\gamma = t/d$")
+    ax.set_ylabel(r"$\chi_\infty - \chi(\gamma)$")
+    ax.set_title(r"Fig. 6: convergence of the overlap in the limit $d = \infty$", fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
     cols = ["panel", "alpha", "alpha_star", "gamma", "chi", "chi_inf", "gap"]
+    summary["caption"] = ("chi_inf - chi(gamma) of the d = infinity limit (symflow.limit, "
+                          "rtol 1e-12), chi_inf = min(1, sqrt(alpha / alpha*)), log scale; "
+                          "values below 1e-12 (solver noise) are not drawn.")
     return fig, cols, rows, dict(gamma_max=3.0, points=g.size, rtol=1e-12), summary
 
 
@@ -508,6 +591,20 @@ def _figure6(cfg):
 
 
 MAX_REPS = 1000  # each repetition is a full set of runs (regression: --reps 1e7 was accepted)
+
+
+def _check_formats(formats):
+    if isinstance(formats, str):
+        formats = [f for f in formats.split(",") if f.strip()]
+    fmts = []
+    for f in formats:
+        if not isinstance(f, str) or f.strip().lower() not in FORMATS:
+            raise ValueError(f"formats must be among {FORMATS}, got {f!r}")
+        if f.strip().lower() not in fmts:
+            fmts.append(f.strip().lower())
+    if not fmts:
+        raise ValueError(f"formats must name at least one of {FORMATS}")
+    return tuple(fmts)
 
 
 def _check_args(figures, reps, seed, jobs):
@@ -527,7 +624,7 @@ def _check_args(figures, reps, seed, jobs):
 
 
 def make_figures(figures=FIGURES, out="figures_out", quick=False, reps=None, seed=0,
-                 jobs=None, progress=True):
+                 jobs=None, progress=True, formats=("png", "pdf")):
     """Compute and write the paper's Figures 1-6 (MATH.md section 8).
 
     Parameters
@@ -535,9 +632,10 @@ def make_figures(figures=FIGURES, out="figures_out", quick=False, reps=None, see
     figures : iterable of int in 1..6
         Figures to make (2 and 3 share their runs).
     out : path
-        Output directory (created).  For each figure N: figN.png, figN.pdf, figN.csv
-        (plotted data, long format; Figures 2-4 and 6 in gamma = t / d, Figure 5 in t)
-        and figN.json (parameters, seeds, version, wall time, summary numbers).
+        Output directory (created).  For each figure N: figN.png, figN.pdf (see
+        ``formats``), figN.csv (plotted data, long format; Figures 2-4 and 6 in
+        gamma = t / d, Figure 5 in t) and figN.json (parameters, seeds, version, wall
+        time, summary numbers, a caption saying what lines, bands and error bars are).
     quick : bool
         Smaller d and fewer repetitions (all figures in well under 30 s): Fig. 1 at
         d = 400, Figs. 2-3 at d in {20, 40, 80}, Fig. 4 at d in {20, 40}, Fig. 5 at
@@ -552,6 +650,8 @@ def make_figures(figures=FIGURES, out="figures_out", quick=False, reps=None, see
         Worker processes (default ``os.cpu_count()``).
     progress : bool
         tqdm bar over the runs (shown only on a terminal).
+    formats : sequence of {"png", "pdf", "svg"} or a comma-separated str
+        Image formats written (PNG at 150 dpi; PDF and SVG are vector graphics).
 
     Returns
     -------
@@ -562,7 +662,7 @@ def make_figures(figures=FIGURES, out="figures_out", quick=False, reps=None, see
     Raises
     ------
     ValueError
-        Figure number outside 1..6, reps or jobs < 1, negative seed.
+        Figure number outside 1..6, reps or jobs < 1, negative seed, unknown format.
 
     Notes
     -----
@@ -575,6 +675,7 @@ def make_figures(figures=FIGURES, out="figures_out", quick=False, reps=None, see
     from symflow import __version__
 
     figs = _check_args(figures, reps, seed, jobs)
+    formats = _check_formats(formats)
     seed = int(seed)
     cfg = _SETTINGS[bool(quick)]
     reps = cfg["reps"] if reps is None else int(reps)
@@ -584,25 +685,26 @@ def make_figures(figures=FIGURES, out="figures_out", quick=False, reps=None, see
     grid = _gamma_grid(cfg["points"])
     summary = {"data_time_s": {}}
     base = dict(version=__version__, seed=seed, quick=bool(quick), reps=reps, jobs=jobs,
-                argv=sys.argv, source="MATH.md section 8; Martin, Bach, Biroli (AISTATS 2024)")
+                formats=list(formats), argv=sys.argv,
+                source="MATH.md section 8; Martin, Bach, Biroli (AISTATS 2024)")
+
+    def image_writer(fig, fmt):
+        return lambda tmp: fig.savefig(tmp, format=fmt, dpi=DPI)
 
     def finish(n, fig, cols, rows, params, extra, t0):
-        """Write figN.{png,pdf,csv,json}; wall time counted from t0 to the last file."""
+        """Write figN.{formats,csv,json}; wall time counted from t0 to the last file."""
         csv_text = _csv_text(cols, rows)
         wall = time.perf_counter() - t0
         meta = dict(base, figure=n, parameters=params, summary=extra, wall_time_s=wall)
         json_text = json.dumps(meta, indent=1, default=_json_default)
-        try:  # the four files of a figure land together (or not at all)
-            atomic_write_many({
-                out / f"fig{n}.png": lambda tmp: fig.savefig(tmp, format="png", dpi=120),
-                out / f"fig{n}.pdf": lambda tmp: fig.savefig(tmp, format="pdf", dpi=120),
-                out / f"fig{n}.csv": lambda tmp: _write_file(tmp, csv_text),
-                out / f"fig{n}.json": lambda tmp: _write_file(tmp, json_text)})
+        writers = {out / f"fig{n}.{fmt}": image_writer(fig, fmt) for fmt in formats}
+        writers[out / f"fig{n}.csv"] = lambda tmp: _write_file(tmp, csv_text)
+        writers[out / f"fig{n}.json"] = lambda tmp: _write_file(tmp, json_text)
+        try:  # the files of a figure land together (or not at all)
+            atomic_write_many(writers)
         finally:
             _plt().close(fig)
-        summary[n] = dict(files=[str(out / f"fig{n}.{e}") for e in ("png", "pdf", "csv",
-                                                                     "json")],
-                          wall_time_s=wall)
+        summary[n] = dict(files=[str(p) for p in writers], wall_time_s=wall)
 
     with _pool(jobs) as pool:  # workers start on the first submitted run
         if 1 in figs:
@@ -679,11 +781,20 @@ def _handler(args):
     t0 = time.perf_counter()
     s = make_figures(figures=args.figure or FIGURES, out=args.out, quick=args.quick,
                      reps=args.reps, seed=args.seed, jobs=args.jobs,
-                     progress=not args.no_progress)
-    for n in FIGURES:
-        if n in s:
-            print(f"figure {n}: {s[n]['wall_time_s']:6.2f} s  -> {s[n]['files'][0]} "
-                  "(+ .pdf .csv .json)")
+                     progress=not (args.no_progress or args.json), formats=args.format)
+    figs = [dict(figure=n, files=s[n]["files"], wall_time_s=s[n]["wall_time_s"])
+            for n in FIGURES if n in s]
+    if args.json:
+        from symflow.apps.cli import emit_json
+
+        emit_json(args, {"figures": figs, "quick": args.quick, "seed": args.seed,
+                         "formats": _check_formats(args.format),
+                         "data_time_s": s["data_time_s"]},
+                  out=args.out, files=[f for g in figs for f in g["files"]])
+        return 0
+    for g in figs:
+        exts = " ".join(Path(f).suffix for f in g["files"][1:])
+        print(f"figure {g['figure']}: {g['wall_time_s']:6.2f} s  -> {g['files'][0]} (+ {exts})")
     print(f"total {time.perf_counter() - t0:.2f} s")
     return 0
 
@@ -703,16 +814,30 @@ def add_cli(subparsers):
         The ``figures`` parser, with ``func`` set to a handler ``handler(args) -> int``
         (raises ValueError on bad values, e.g. ``--figure 9``).
     """
-    p = subparsers.add_parser("figures", help="reproduce the paper's Figures 1-6 "
-                                               "(PNG, PDF, CSV, JSON)")
+    from symflow.apps.cli import HelpFormatter, _pos_int, _seed
+
+    p = subparsers.add_parser("figures", formatter_class=HelpFormatter,
+                              help="reproduce the paper's Figures 1-6 (PNG, PDF, CSV, JSON)",
+                              description="Compute and write the paper's Figures 1-6: for "
+                              "each figure N, figN.png/.pdf (or --format), figN.csv (the "
+                              "plotted data) and figN.json (parameters, seeds, caption, "
+                              "summary numbers).  See docs/figures.md.")
     p.add_argument("--figure", type=int, nargs="+", metavar="N",
                    help="figures to make, 1..6 (default: all)")
     p.add_argument("--out", default="figures_out", help="output directory")
     p.add_argument("--quick", action="store_true",
                    help="smaller d and fewer repetitions (< 30 s for all figures)")
-    p.add_argument("--reps", type=int, default=None, help="repetitions (default 5, quick 2)")
-    p.add_argument("--seed", type=int, default=0, help="root seed (numpy SeedSequence)")
-    p.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--reps", type=_pos_int, default=None,
+                   help=f"repetitions per (panel, d), 1 to {MAX_REPS} (default 5, quick 2)")
+    p.add_argument("--seed", type=_seed, default=0,
+                   help="root seed; run seeds derive from it (numpy SeedSequence)")
+    p.add_argument("--jobs", type=_pos_int, default=None,
+                   help="worker processes (default: one per core)")
+    p.add_argument("--format", default="png,pdf", metavar="FMT[,FMT]",
+                   help=f"image formats, comma-separated, among {','.join(FORMATS)}")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (shown only when stderr is a terminal)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object on stdout (keys: docs/usage.md)")
     p.set_defaults(func=_handler)
     return p

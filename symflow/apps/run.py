@@ -188,10 +188,13 @@ def simulate_instance(d, m, m_star, gamma, init="orthonormal", teacher="orthonor
 def plot_run(traj, path):
     """Plot risk, phi and chi against gamma (log-x) into a PNG (atomic write).
 
+    Each panel has its y label; the title names d, m, m*, init, teacher, seed and method.
+
     Parameters
     ----------
     traj : Trajectory
-        With ``meta`` holding d, m, m_star and method.
+        With ``meta`` holding d, m, m_star and method (and init, teacher, seed, model,
+        lr, shown in the title when present).
     path : path-like
         Output PNG.
 
@@ -205,16 +208,25 @@ def plot_run(traj, path):
     import matplotlib.pyplot as plt
 
     sel = traj.gamma > 0
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    labels = {"risk": r"population risk $L$", "phi": r"$\varphi_d(\gamma)$",
+              "chi": r"overlap $\chi_d(\gamma)$"}
+    titles = {"risk": "risk (log scale)", "phi": r"$\varphi = \int_0^t \tau\,ds$",
+              "chi": r"$\chi = \|M\|_F^2 / (\|Q\|_F \|P\|_F)$"}
     for ax, name in zip(axes, ("risk", "phi", "chi")):
         ax.plot(traj.gamma[sel], getattr(traj, name)[sel])
         ax.set_xscale("log")
-        ax.set_xlabel("gamma = t / d")
-        ax.set_title(name)
+        ax.set_xlabel(r"$\gamma = t/d$")
+        ax.set_ylabel(labels[name])
+        ax.set_title(titles[name], fontsize=10)
         ax.grid(alpha=0.3)
     axes[0].set_yscale("log")
     m = traj.meta
-    fig.suptitle(f"d={m['d']} m={m['m']} m*={m['m_star']} method={m['method']}")
+    extra = "" if m.get("model") in (None, "quadratic (paper)") else f", {m['model']}"
+    sgd = "" if m.get("lr") is None else f", online SGD lr={m['lr']:g}"
+    fig.suptitle(f"d={m['d']}, m={m['m']}, m*={m['m_star']}, init={m.get('init', '?')}, "
+                 f"teacher={m.get('teacher', '?')}, seed={m.get('seed')}, "
+                 f"method={m['method']}{sgd}{extra}", fontsize=10)
     fig.tight_layout()
     atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)

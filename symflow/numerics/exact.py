@@ -72,6 +72,7 @@ import scipy.linalg as sla
 from scipy.integrate import solve_ivp
 from scipy.special import expit
 
+from symflow._threads import single_threaded_blas
 from symflow._validate import as_matrix, finite_float, time_grid
 
 __all__ = ["exact_flow", "exact_flow_batch", "orthonormal_deviation", "orthonormal_tolerance",
@@ -623,6 +624,7 @@ def _finish_ortho(res, spec):
     return res
 
 
+@single_threaded_blas
 def exact_flow(W0, W_star, t, rtol=1e-10, atol=None, solver=None):
     """Exact reduction of the gradient flow (Riccati solution, MATH.md section 5).
 
@@ -699,6 +701,7 @@ def exact_flow(W0, W_star, t, rtol=1e-10, atol=None, solver=None):
     return res
 
 
+@single_threaded_blas
 def exact_flow_batch(W0, W_star, x, scale=None, rtol=1e-10, atol=None,
                      solver=None):
     """Many independent exact reductions; the orthonormal ones as one vectorised system.

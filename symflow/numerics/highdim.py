@@ -25,6 +25,7 @@ import numpy as np
 from scipy.integrate import odeint, solve_ivp
 
 from symflow._io import atomic_write
+from symflow._threads import single_threaded_blas
 from symflow._validate import finite_float, time_grid
 from symflow.generated import limit_numpy as _k
 from symflow.numerics.wachter import (
@@ -299,6 +300,7 @@ def _cells(alpha, alpha_star):
     return a.copy(), s.copy()
 
 
+@single_threaded_blas
 def limit(alpha, alpha_star, gamma, rtol=1e-10, method="auto", dps=None):
     """Solve the high-dimensional limit ODE (orthonormal start and teacher).
 

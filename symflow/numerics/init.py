@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from symflow._threads import single_threaded_blas
 from symflow._validate import as_matrix, positive_int
 from symflow._validate import rng as _rng
 
 __all__ = ["orthonormal", "gaussian", "degenerate", "from_overlaps"]
 
 
+@single_threaded_blas
 def orthonormal(d, k, seed=None):
     """Haar-distributed orthonormal columns scaled by ``1/sqrt(k)``.
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from symflow._io import atomic_write
+from symflow._threads import single_threaded_blas
 from symflow._validate import finite_float, time_grid
 from symflow.generated import quadratic_numpy as _gen
 from symflow.numerics.kernels import _pair, weights_risk_dist
@@ -131,22 +132,29 @@ def observables(Q, M, P, kern=_gen):
     return np.maximum(kern.risk_from_overlaps(Q, M, P), 0.0), chi, dist
 
 
-def _progress(total, enabled):
+def _progress(total, enabled, d=None):
+    """Progress display of a run to time ``total``, counting in gamma = t / d when ``d``
+    is given (the caller gave gamma), else in t; None when not ``enabled``.  A bar on a
+    terminal, plain lines every 10 s otherwise (:mod:`symflow._progress`)."""
     if not enabled:
         return None
-    from tqdm.auto import tqdm
+    from symflow._progress import make_progress
 
-    return tqdm(total=float(total), delay=1.0, unit="t", leave=False,
-                bar_format="{l_bar}{bar}| t={n:.3g}/{total:.3g} [{elapsed}<{remaining}]")
+    if d:
+        return make_progress(float(total) / d, unit="gamma", scale=float(d))
+    return make_progress(float(total), unit="t")
 
 
 class _Tick:
+    """Called with the solver time t; advances the display in its unit (t / scale)."""
+
     def __init__(self, bar):
         self.bar, self.last = bar, 0.0
+        self.scale = getattr(bar, "scale", 1.0) or 1.0
 
     def __call__(self, t):
         if self.bar is not None and t > self.last:
-            self.bar.update(t - self.last)
+            self.bar.update((t - self.last) / self.scale)
             self.last = t
 
     def close(self):
@@ -569,6 +577,7 @@ def _exact_meta(r):
                 reorthonormalised=r["reorthonormalised"])
 
 
+@single_threaded_blas
 def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, atol=None,
              eta=None, solver="auto", seed=None, progress=False, dps=None, model=None,
              lr=None, events=None, max_time=None):
@@ -732,7 +741,7 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
                 dQ, dM = raw.overlap_flow(Q, M, P, a, a_star)
                 return lr * dQ + lr * lr * raw.sgd_term(Q, M, P, a, a_star), lr * dM
         meta.update(train_second_layer=True, second_layer_lr=ratio)
-    tick = _Tick(_progress(times[-1], progress))
+    tick = _Tick(_progress(times[-1], progress, d if gamma is not None else None))
     Wt = a_t = None
     ev_times = {}
     try:
@@ -781,6 +790,7 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
 
 
 
+@single_threaded_blas
 def simulate_batch(W0, W_star, t=None, *, gamma=None, method="exact", rtol=1e-10, atol=None,
                    solver="auto", seeds=None):
     """Simulate many independent instances, e.g. the repetitions x dimensions of a figure.

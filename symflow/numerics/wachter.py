@@ -12,6 +12,7 @@ from fractions import Fraction
 import numpy as np
 from scipy import integrate
 
+from symflow._threads import single_threaded_blas
 from symflow._validate import finite_float, positive_int
 from symflow._validate import rng as _rng
 from symflow.generated import limit_numpy as _k
@@ -305,6 +306,7 @@ def theta(x, alpha, alpha_star):
     return theta_of_logj(np.log1p(_as_x(x)), alpha, alpha_star)
 
 
+@single_threaded_blas
 def sample_overlap_spectrum(d, alpha, alpha_star, seed=None):
     """Eigenvalues of Y_d = U^T U* U*^T U for independent Haar orthonormal U, U*.
 

@@ -28,6 +28,15 @@ def _handler(args):
     except ConnectionError as exc:
         raise CLIError(str(exc)) from None
     cached = ds.attrs["run_tasks_from_cache"]
+    files = [out / "results.nc", out / "spec.toml", out / "phase.png"]
+    if args.json:
+        from symflow.apps.cli import emit_json
+
+        emit_json(args, {"job": spec.job, "n_cells": spec.n_cells,
+                         "n_tasks": int(ds.attrs["n_tasks"]), "tasks_from_cache": int(cached),
+                         "tasks_computed": int(ds.attrs["n_tasks"] - cached),
+                         "spec_sha256": ds.attrs["spec_sha256"]}, out=out, files=files)
+        return 0
     print(f"sweep {spec.job}: {spec.n_cells} cells in {ds.attrs['n_tasks']} tasks "
           f"({cached} from cache, {ds.attrs['n_tasks'] - cached} computed) in "
           f"{time.perf_counter() - t0:.2f} s")
@@ -49,10 +58,10 @@ def add_cli(subparsers):
     argparse.ArgumentParser
         The ``sweep`` parser, with ``func`` set to a handler ``handler(args) -> int``.
     """
-    from symflow.apps.cli import _pos_int
+    from symflow.apps.cli import HelpFormatter, _pos_int
 
     p = subparsers.add_parser(
-        "sweep",  # plain formatter: the helps below state their defaults
+        "sweep", formatter_class=HelpFormatter,
         help="run a grid of limit/simulate jobs on Dask (xarray results, resumable)",
         description="Run the grid of a sweep spec (TOML; see docs/sweeps.md) on a local "
         "Dask cluster or an existing one, caching finished tasks in OUT/cache; writes "
@@ -66,6 +75,9 @@ def add_cli(subparsers):
                    help="worker processes of the local cluster (default: one per core)")
     p.add_argument("--no-resume", action="store_true",
                    help="recompute every task instead of reusing OUT/cache")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (shown only when stderr is a terminal)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object on stdout (keys: docs/usage.md)")
     p.set_defaults(func=_handler)
     return p
