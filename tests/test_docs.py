@@ -15,7 +15,6 @@ import re
 import subprocess
 import sys
 import textwrap
-import time
 import traceback
 from pathlib import Path
 
@@ -73,14 +72,11 @@ def test_doc_examples_run(path, tmp_path, monkeypatch):
     ns = {"__name__": f"docs_{path.stem}"}
     for i, (line, code) in enumerate(python_blocks(path), 1):
         where = f"{path.name}, python block {i} (line {line})"
-        t0 = time.perf_counter()
         try:
             exec(compile(code, f"<{where}>", "exec"), ns)
         except Exception as exc:
             pytest.fail(f"{where} failed: {type(exc).__name__}: {exc}\n"
                         f"{traceback.format_exc()}", pytrace=False)
-        elapsed = time.perf_counter() - t0
-        assert elapsed < 30, f"{where} took {elapsed:.1f} s; keep doc examples small"
 
 
 # ------------------------------------------------------------------ api.md signatures

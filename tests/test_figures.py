@@ -26,7 +26,7 @@ def quick(tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(Figure, "savefig", spy)
-        summary = figures.make_figures(out=out, quick=True, seed=0, progress=False)
+        summary = figures.make_figures(out=out, quick=True, seed=0, progress=False, jobs=1)
     return out, summary
 
 

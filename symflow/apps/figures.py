@@ -37,7 +37,7 @@ __all__ = ["make_figures", "add_cli", "FIGURES", "PANELS", "instance_seed"]
 FIGURES = (1, 2, 3, 4, 5, 6)
 #: (alpha, alpha*) = (m/d, m*/d) of the three panels of Figures 2-4 and 6.
 PANELS = ((0.5, 0.25), (0.5, 0.5), (0.25, 0.5))
-#: solve_ivp tolerance of the overlaps runs of Figure 4.
+#: solver tolerance of the (general exact) runs of Figure 4.
 RTOL_RUNS = 1e-6
 #: tolerance of method="exact" in Figures 2-3 (error ~1e-6 on phi, chi; measured).
 RTOL_EXACT = 1e-5
@@ -121,14 +121,35 @@ def _run_batch(tasks):
 _BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
+class _Serial:
+    """Executor interface (submit, map) running every task in this process."""
+
+    def submit(self, fn, *args):
+        from concurrent.futures import Future
+
+        fut = Future()
+        try:
+            fut.set_result(fn(*args))
+        except BaseException as exc:  # delivered through the future, like a pool
+            fut.set_exception(exc)
+        return fut
+
+    def map(self, fn, iterable):
+        return [fn(v) for v in iterable]
+
+
 @contextlib.contextmanager
 def _pool(jobs):
     """Process pool whose workers use single-threaded BLAS.
 
-    Workers are spawned (not forked) with ``OPENBLAS_NUM_THREADS=1`` etc. unless the
+    ``jobs == 1`` runs the tasks in this process.  Workers are spawned (not forked) with
+    ``OPENBLAS_NUM_THREADS=1`` etc. unless the
     user set these variables: multi-threaded BLAS on small (100 x 100) matrices in
     several processes on a busy machine was measured ~100x slower per product.
     """
+    if jobs == 1:  # in this process (no spawn and re-import cost)
+        yield _Serial()
+        return
     old = {k: os.environ.get(k) for k in _BLAS_ENV}
     for k in _BLAS_ENV:
         os.environ.setdefault(k, "1")
@@ -186,7 +207,7 @@ def _fig5_tasks(dm, reps, seed):
             for r in range(reps):
                 tasks.append(dict(figure=5, panel=p, d=d, m=m, m_star=ms, rep=r,
                                   seed=instance_seed(seed, 5, p, d, r), init="gaussian-raw",
-                                  method="overlaps", rtol=1e-10, axis="t", grid=t,
+                                  method="exact", rtol=1e-10, axis="t", grid=t,
                                   cost=(m * m + m * ms) * 50))
     return tasks
 
@@ -469,7 +490,7 @@ def _figure4(tasks, results, lims, cfg, reps, ds):
         "bands": BANDS,
         "caption": (f"phi_d(gamma) (top) and chi_d(gamma) (bottom) for d in {list(ds)}, "
                     "Gaussian start and teacher (entries N(0, 1/(d m)), N(0, 1/(d m*))), "
-                    f"method overlaps, {reps} repetitions; dotted: the orthonormal d = "
+                    f"method exact, {reps} repetitions; dotted: the orthonormal d = "
                     f"infinity solution, a reference only.  {BANDS}.")}
     return fig, rows, summary
 
@@ -477,8 +498,9 @@ def _figure4(tasks, results, lims, cfg, reps, ds):
 def _fit5(t, L, mu, p2, exponential):
     """Late-time summary of one Figure 5 run (time t, not gamma).
 
-    The risk computed from the overlaps has a roundoff floor ~1e-16 ||P||_F^2 (difference
-    of O(||P||_F^2) terms), so only values above ``floor = 1e-12 ||P||_F^2`` are used.
+    Values below ``floor = 1e-12 ||P||_F^2`` are not used (the risk of the exact
+    reduction is formed from non-negative per-direction terms, but the fits stay on the
+    range where every method resolves it).
     m* = m: c and the slope of log L on the last 5 time units before t = 25 or before L
     first reaches the floor; m* = m/2: slope of log L against log t on t in [15, 25]
     (-2 for L ~ 1/t^2).
@@ -669,7 +691,8 @@ def make_figures(figures=FIGURES, out="figures_out", quick=False, reps=None, see
     Figures 2-3 use ``method="exact"`` (orthonormal start and teacher) with
     ``rtol = 1e-5`` (error ~1e-6 against rtol = 1e-10, invisible in the plots), all runs
     as one vectorised solve (:func:`symflow.simulate_batch`); Figures 4
-    and 5 use ``method="overlaps"`` (rtol 1e-6 and 1e-10); the d = inf curves come from
+    and 5 use ``method="exact"`` on its general path (any start; rtol 1e-6 and 1e-10); the
+    d = inf curves come from
     :func:`symflow.limit` (module symflow.numerics.highdim).  Source: MATH.md section 8.
     """
     from symflow import __version__
@@ -735,13 +758,13 @@ def make_figures(figures=FIGURES, out="figures_out", quick=False, reps=None, see
 
         if 4 in figs:
             t0 = time.perf_counter()
-            tasks = _flow_tasks(4, cfg["d4"], reps, seed, "gaussian", "overlaps", cfg["points"])
+            tasks = _flow_tasks(4, cfg["d4"], reps, seed, "gaussian", "exact", cfg["points"])
             results = _run_all(tasks, pool, progress)
             lims = _limits(grid)
             summary["data_time_s"]["fig4"] = time.perf_counter() - t0
             fig, rows, extra = _figure4(tasks, results, lims, cfg, reps, cfg["d4"])
             params = dict(panels=PANELS, d=cfg["d4"], gamma=[grid[0], _GAMMA_MAX],
-                          points=grid.size, init="gaussian", method="overlaps", rtol=RTOL_RUNS,
+                          points=grid.size, init="gaussian", method="exact", rtol=RTOL_RUNS,
                           run_wall_time_s=[r["wall_time_s"] for r in results])
             finish(4, fig, ["quantity"] + flow_cols, rows, params, extra, t0)
 
@@ -752,7 +775,7 @@ def make_figures(figures=FIGURES, out="figures_out", quick=False, reps=None, see
             summary["data_time_s"]["fig5"] = time.perf_counter() - t0
             fig, rows, extra = _figure5(tasks, results, cfg, reps)
             params = dict(dm=cfg["dm5"], m_star=["m/2 (panel 0)", "m (panel 1)"], t_max=_T5,
-                          fit_window=_FIT5, init="gaussian-raw", method="overlaps", rtol=1e-10,
+                          fit_window=_FIT5, init="gaussian-raw", method="exact", rtol=1e-10,
                           run_wall_time_s=[r["wall_time_s"] for r in results])
             cols = ["panel", "d", "m", "m_star", "rep", "seed", "t", "risk", "t2_risk", "mu",
                     "c_fit", "fit_curve"]
