@@ -289,6 +289,7 @@ def build_parser():
 
 
 _EXTRA_COMMANDS = []
+_EXTRA_COMMANDS.append(lambda sub: __import__("symflow.apps.committee", fromlist=["add_cli"]).add_cli(sub))  # noqa: E501
 
 
 def main(argv=None):
