@@ -188,6 +188,7 @@ def test_committee_command_quick(tmp_path, monkeypatch, capsys):
         assert meta["seed"] == 3 and meta["quick"] is True
         assert set(meta["versions"]) >= {"symflow", "numpy", "scipy", "sympy"}
         assert len(meta["reading"]) > 200 and meta["wall_time_s"] > 0
+        assert 50 < len(meta["headline"]) < 400
         assert meta["conventions"]["loss_scale"] == 0.5
     plateau = json.loads((out / "committee_plateau.json").read_text())
     run = plateau["summary"]["K=2"]["runs"]["gradient_flow lr=0.5"]
