@@ -1,4 +1,4 @@
-"""Command-line interface: symflow risk|run|limit|check|derive|figures|sweep.
+"""Command-line interface: symflow risk|run|limit|check|derive|figures|sweep|committee|plateaus.
 
 Errors in the arguments print one line to stderr and exit with status 2; messages name
 flags (``--alpha must be <= 1``), not the API arguments behind them.
@@ -511,7 +511,13 @@ def _plateaus_cli(sub):
     add_cli(sub)
 
 
-_EXTRA_COMMANDS = [_plateaus_cli]
+def _committee_cli(sub):
+    from symflow.apps.committee import add_cli
+
+    add_cli(sub)
+
+
+_EXTRA_COMMANDS = [_plateaus_cli, _committee_cli]
 
 
 def main(argv=None):
@@ -550,7 +556,7 @@ def _dispatch(parser, argv):
         args._t0 = time.perf_counter()
         if not getattr(args, "command", None):
             raise CLIError("a command is required (risk, run, limit, check, derive, figures, "
-                           "sweep); see 'symflow --help'")
+                           "sweep, committee, plateaus); see 'symflow --help'")
         return args.func(args)
     except CLIError as exc:
         print(f"symflow: error: {exc}", file=sys.stderr)
