@@ -165,7 +165,7 @@ class _Tick:
 SOLVERS = ("auto", "RK23", "RK45", "DOP853", "Radau", "BDF", "LSODA")
 IMPLICIT_MAX_STATE = 2000  # auto: dense finite-difference Jacobians up to this state size
 _STIFF_NFEV = 4000  # auto: after this many evaluations, ...
-_STIFF_PROJECTED = 1e5  # ... switch when the explicit method projects more than this many
+_STIFF_PROJECTED = 2e4  # ... switch when the explicit method projects more than this many
 
 
 class TooSlow(ValueError):
@@ -225,7 +225,8 @@ def _integrate(rhs, y0, t, solver, rtol, atol, tick, diverged_hint, scale, event
 
     ``solver="auto"``: DOP853 (explicit, 8th order) while the problem is not stiff; when,
     after ``_STIFF_NFEV`` evaluations, the current step size projects more than
-    ``_STIFF_PROJECTED`` further evaluations to the horizon (the signature of stiffness:
+    max(``_STIFF_PROJECTED``, 50 n) further evaluations to the horizon (n the state size;
+    the signature of stiffness:
     the step is limited by stability, not accuracy), the run continues from the current
     state with LSODA (ODEPACK; BDF with a finite-difference Jacobian), provided the
     state has at most ``IMPLICIT_MAX_STATE`` entries.  ``stats["solver"]`` names what
@@ -294,7 +295,10 @@ def _integrate(rhs, y0, t, solver, rtol, atol, tick, diverged_hint, scale, event
                         "widths, or raise the budget (max_time / --max-time)")
             if switch and st.nfev > _STIFF_NFEV and st.t < t[-1]:
                 h = st.t - t_old
-                if h > 0 and 12.0 * (t[-1] - st.t) / h > _STIFF_PROJECTED:
+                # the implicit method costs ~n evaluations per Jacobian: worth it once the
+                # explicit one projects more than max(2e4, 50 n) further evaluations
+                if h > 0 and 12.0 * (t[-1] - st.t) / h > max(_STIFF_PROJECTED,
+                                                            50.0 * y0.size):
                     break
         for key in ("nfev", "njev", "nlu"):
             stats[key] += int(getattr(st, key, 0) or 0)
