@@ -171,8 +171,13 @@ def rhs_vectorised(Q, R, T, lr, noise):
 # ------------------------------------------------------------------------ timing
 
 
-def per_call(fn, *args, batches=5, min_batch=0.1):
+_TIMING = {"batches": 5, "min_batch": 0.1}  # --smoke: one short batch
+
+
+def per_call(fn, *args, batches=None, min_batch=None):
     """Median seconds per call over ``batches`` batches of >= ``min_batch`` seconds."""
+    batches = _TIMING["batches"] if batches is None else batches
+    min_batch = _TIMING["min_batch"] if min_batch is None else min_batch
     fn(*args)
     t0 = time.perf_counter()
     fn(*args)
@@ -407,8 +412,11 @@ def main(argv=None):
     ap.add_argument("--profile", action="store_true", help="profile symflow's RHS")
     args = ap.parse_args(argv)
     Ks = (2, 3) if args.smoke else (2, 4, 8, 16)
+    if args.smoke:  # checks that the script runs: one short timing batch, no subprocesses
+        _TIMING.update(batches=1, min_batch=0.005)
     rhs_benchmark(Ks)
-    build_benchmark(2)
+    if not args.smoke:
+        build_benchmark(2)
     if args.profile:
         profile(Ks)
 

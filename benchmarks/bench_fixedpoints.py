@@ -63,8 +63,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="tiny sizes")
     args = ap.parse_args(argv)
-    bench_fixed_points(4 if args.smoke else 8)
-    bench_ansatz(10 if args.smoke else 100, 5.0 if args.smoke else 50.0)
+    bench_fixed_points(2 if args.smoke else 8)
+    bench_ansatz(4 if args.smoke else 100, 1.0 if args.smoke else 50.0)
 
 
 if __name__ == "__main__":

@@ -277,11 +277,18 @@ def test_high_degree_sgd_is_fast_or_refused_with_an_estimate():
     degree-8 polynomial 24 min / 13 GB then RecursionError.  Now z^8 is derived with
     integer Isserlis tables in about a second, and the dense one is refused at once with
     an estimate; the budget is overridable."""
+    from symflow.derivation.model import derive_sgd_blocks
     from symflow.engine.moments import BudgetExceeded
 
-    mod = Model("z**8", 2, 1)
+    blocks, _ = derive_sgd_blocks(Model("z**8", 2, 1).spec)  # the derivation step itself
+    # independent closed form: with every covariance 1 the four fields are one z, and
+    # E[f'(z)^2 f(z)^2] = 64 E[z^30] = 64 * 29!!
+    # (phi is a sum of integer-coefficient monomials, so its value there is the sum of the
+    # coefficients)
+    for b in blocks:
+        value = sum(t.as_coeff_Mul()[0] for t in sp.Add.make_args(b.phi))
+        assert value == 64 * sp.factorial2(29)
     Q, M, P = np.eye(2) * 0.5, np.full((2, 1), 0.1), np.eye(1)
-    assert np.all(np.isfinite(mod.sgd_flow(Q, M, P, 0.01)[0]))
     dense = Model([1] * 9, 2, 1)
     # "up to ~N terms" is the estimate made before deriving (the running check says
     # "exceeds its budget"): refused up front, not after minutes

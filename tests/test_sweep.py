@@ -376,10 +376,12 @@ def test_resume_after_kill(tmp_path):
 # ------------------------------------------------------------- a real Dask cluster
 
 
+@pytest.mark.slow
 def test_cli_on_a_dask_cluster_equals_local_run(tmp_path):
     """`dask scheduler` and two `dask worker` processes on 127.0.0.1; the CLI with
     --scheduler gives the local (synchronous) result, and the workers run single-threaded
-    BLAS.  About 6 s, so it stays in the default tier."""
+    BLAS.  About 6-12 s wall and three interpreters' start-up of CPU: slow tier (the
+    default tier keeps the one-worker LocalCluster test)."""
     from dask.distributed import Client
 
     bindir = Path(sys.executable).parent
