@@ -227,7 +227,8 @@ def test_price_partials_agree_with_differentiation():
                                                                        abs=1e-13)
 
 
-@pytest.mark.parametrize("act", ["relu(z)", "erf(z/sqrt(2))", "tanh(z)"])
+@pytest.mark.parametrize("act", ["relu(z)", "erf(z/sqrt(2))",
+                                 pytest.param("tanh(z)", marks=pytest.mark.slow)])
 def test_overlap_flow_matches_weight_space_flow(act):
     W0, Ws = gaussian(6, 2, seed=4), gaussian(6, 2, seed=5)
     mod = Model(act, 2, 2, loss_scale=0.5)

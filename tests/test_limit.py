@@ -172,7 +172,9 @@ def test_bad_inputs(kw, name):
         limit(**args)
 
 
-@pytest.mark.parametrize("a,s", [(0.5, 0.25), (0.5, 0.5), (0.25, 0.5), (0.75, 0.5)])
+@pytest.mark.parametrize("a,s", [(0.5, 0.25), pytest.param(0.5, 0.5, marks=pytest.mark.slow),
+                                 pytest.param(0.25, 0.5, marks=pytest.mark.slow),
+                                 pytest.param(0.75, 0.5, marks=pytest.mark.slow)])
 def test_finite_d_approaches_limit(a, s):
     """symflow.simulate(method="exact") with orthonormal start and teacher at
     d = 100, 400, 1600 (two seeds each): max |phi_d - phi| over gamma in [0, 1.5]

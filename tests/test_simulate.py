@@ -261,7 +261,7 @@ def test_more_bad_input(kw, exc, msg):
         simulate(W0, Ws, **kw)
 
 
-@pytest.mark.parametrize("scale", [1e-20, 1e-60])
+@pytest.mark.parametrize("scale", [pytest.param(1e-20, marks=pytest.mark.slow), 1e-60])
 def test_small_initialisation_leaves_the_saddle(scale):
     """Regression: with the absolute atol 1e-13, a start of scale 1e-60 never left the
     saddle at 0 (phi = -t) and 1e-20 gave phi off by 0.19.  Default atol is scaled to the

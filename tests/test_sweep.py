@@ -330,12 +330,12 @@ def test_cli_bad_spec_subprocess_no_traceback(tmp_path):
 RESUME_TOML = """job = "simulate"
 [fixed]
 d = 30
-m = 20
+m = 8
 m_star = 5
 init = "gaussian"
 teacher = "gaussian"
 method = "overlaps"
-gamma = { start = 0.0, stop = 20.0, num = 5 }
+gamma = { start = 0.0, stop = 10.0, num = 5 }
 [grid]
 seed = [0, 1, 2, 3, 4, 5, 6, 7]
 """
