@@ -77,6 +77,32 @@ def test_fixed_points_of_the_erf_committee(K):
         assert np.max(np.abs(state_vector(*mod.flow(f.Q, f.M, np.eye(K))))) <= 1e-12
 
 
+def test_fixed_points_for_a_teacher_that_is_not_p_identity():
+    """Regression: fixed_points(model, P) raised for a Gaussian teacher (P not p I, the
+    README's example).  The ansatz points continue to P; each is a stationary point of the
+    risk in weight space (central finite differences, an independent path), and the
+    plateau is a saddle with an escape direction."""
+    mod = Model(ERF, 2, 2, loss_scale=0.5)
+    Ws = gaussian(200, 2, seed=1)
+    P = Ws.T @ Ws
+    fps = fixed_points(mod, P)
+    kinds = [f.kind for f in fps]
+    assert set(kinds) == {"minimum", "saddle"}  # (minima: Q = M = P up to permutations)
+    assert all(abs(f.risk) < 1e-14 for f in fps if f.kind == "minimum")
+    assert all(f.n_unstable >= 1 and f.risk > 1e-4 for f in fps if f.kind == "saddle")
+    for f in fps:
+        W, W_star = from_overlaps(f.Q, f.M, P)
+        h, grad = 1e-5, np.zeros_like(W)
+        for idx in np.ndindex(W.shape):
+            E = np.zeros_like(W)
+            E[idx] = h
+            risk = [mod.risk((W + s * E).T @ (W + s * E), (W + s * E).T @ W_star, P)
+                    for s in (1, -1)]
+            grad[idx] = (risk[0] - risk[1]) / (2 * h)
+        # central differences: truncation ~h^2 |L'''| ~ 1e-10, round-off ~ eps / h ~ 1e-11
+        assert np.max(np.abs(grad)) < 1e-8
+
+
 def test_symmetric_ansatz_is_the_full_flow_restricted():
     K = 4
     mod = Model(ERF, K, K, loss_scale=0.5, weight_decay=0.01)

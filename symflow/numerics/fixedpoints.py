@@ -202,9 +202,12 @@ def fixed_points(model, P, starts=None, lr=None, tol=1e-12, max_iter=60, grid=5,
     P : array (m*, m*)
         Teacher overlaps (T in committee-machine papers).
     starts : list of (Q, M), optional
-        Initial guesses.  Default: fixed points of the symmetric ansatz (K = M, P = p I,
-        unit second-layer weights: :class:`SymmetricAnsatz`), found from a ``grid`` of
-        starts in (q, c, r, s), and the perfect-recovery point Q = M = P when m = m*.
+        Initial guesses.  Default: fixed points of the symmetric ansatz (K = M, unit
+        second-layer weights: :class:`SymmetricAnsatz`) for ``p I`` with
+        ``p = trace(P) / m*``, found from a ``grid`` of starts in (q, c, r, s), and the
+        perfect-recovery point Q = M = P when m = m*.  When P is not a multiple of the
+        identity (e.g. a Gaussian teacher), Newton continues these points to P; points
+        that do not continue (P far from p I) are dropped: pass ``starts`` then.
     lr : float, optional
         Fixed points of the online-SGD drift instead of the gradient flow.
     tol : float
@@ -232,7 +235,7 @@ def fixed_points(model, P, starts=None, lr=None, tol=1e-12, max_iter=60, grid=5,
     if P.shape != (ms, ms):
         raise ValueError(f"P must have shape ({ms}, {ms}), got {P.shape}")
     if starts is None:
-        ans = SymmetricAnsatz(model, P)
+        ans = SymmetricAnsatz(model, float(np.trace(P)) / ms)
         with np.errstate(all="ignore"):  # the grid explores invalid overlaps too
             starts = [ans.full(*v) for v in ans.fixed_points(grid=grid, lr=lr)]
         if m == ms:
