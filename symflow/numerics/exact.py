@@ -385,7 +385,9 @@ class _OrthoBatch:
             z2 = ((p + q) ** 2).sum(axis=1) + nz * q0**2
             with np.errstate(invalid="ignore", divide="ignore"):
                 chi = np.where(z2 > 0, p.sum(axis=1) / np.sqrt(ms * z2), 0.0)
-            out.append(dict(t=t, risk=0.5 * dist2 + 0.25 * tau**2, phi=0.5 * (c - eta - s1),
+            # phi(0) = 0 by definition; the formula carries round-off of c - eta - s1
+            phi = np.where(t == 0.0, 0.0, 0.5 * (c - eta - s1))
+            out.append(dict(t=t, risk=0.5 * dist2 + 0.25 * tau**2, phi=phi,
                             chi=chi, dist=np.sqrt(dist2), log_F=u + s1,
                             log_G=s1 + self.rate[i] * t))
         return out
@@ -581,6 +583,7 @@ def _general(W0, W_star, t, rtol, atol, solver):
     Y, stats = _solve(gs.rhs, gs.jac, np.zeros(gs.r + 1), t, x0,
                       _default_solver(solver, False), rtol, atol)
     vals = np.array([gs.stats(ti, yi) for ti, yi in zip(t, Y)]).reshape(t.size, 4)
+    vals[t == 0.0, 0] = 0.0  # phi(0) = 0 by definition (the formula carries round-off)
     a = Y + np.outer(t, 4.0 * gs.mu_all)  # log(1 + 4 F_j)
     with np.errstate(divide="ignore"):
         log_F = a + np.log(-np.expm1(-a)) - np.log(4.0)
