@@ -240,7 +240,8 @@ def test_plateaus_command_writes_its_files(tmp_path):
 
     data = json.loads((tmp_path / "plateaus.json").read_text())
     for r in data["results"].values():
-        assert r["slope"] == pytest.approx(r["predicted_slope"], rel=1e-3)
+        # fit with the O(delta) term: measured 2e-7 off (a line: 5e-4 at K = 3)
+        assert r["slope"] == pytest.approx(r["predicted_slope"], rel=1e-5)
     assert (tmp_path / "plateaus.png").exists() and (tmp_path / "plateaus.csv").exists()
 
 

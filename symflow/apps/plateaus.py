@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plateau_escape", "make_plateau_figure", "add_cli"]
+__all__ = ["plateau_escape", "escape_slope", "make_plateau_figure", "add_cli"]
 
 ERF = "erf(z/sqrt(2))"
 
@@ -44,13 +44,13 @@ def plateau_escape(K, deltas, points=200, rtol=1e-10):
     dict
         ``lambda_u``, ``plateau_risk`` (derived), ``plateau_risk_closed_form`` (Saad &
         Solla), ``escape_times`` (risk below half the plateau value; one per delta),
-        ``slope`` (least squares of escape time vs log(1/delta)), ``predicted_slope``
+        ``slope`` (:func:`escape_slope` of the escape times), ``predicted_slope``
         (1/lambda_u), ``curves`` (list of (t, risk) arrays).
 
     Raises
     ------
     ValueError
-        K < 2 or a delta outside (0, 0.1].
+        K < 2, no delta, or a delta outside (0, 0.1].
     """
     from symflow import Model, simulate
     from symflow._validate import positive_int
@@ -65,7 +65,7 @@ def plateau_escape(K, deltas, points=200, rtol=1e-10):
                and np.allclose(f.M, f.M[0, 0], atol=1e-9)]
     sad = saddles[0]
     lam = float(sad.eigenvalues[0].real)
-    v = sad.eigenvectors[:, 0].real
+    v = _escape_direction(sad, K)
     y0 = state_vector(sad.Q, sad.M)
     times, curves = [], []
     for delta in deltas:
@@ -76,12 +76,62 @@ def plateau_escape(K, deltas, points=200, rtol=1e-10):
                       events={"risk": sad.risk / 2})
         times.append(tr.events["risk"])
         curves.append((tr.t, tr.risk))
-    slope = float(np.polyfit(np.log(1 / np.array(deltas)), times, 1)[0]) if len(deltas) > 1 \
-        else float("nan")
+    slope = escape_slope(deltas, times)
     eps = K / math.pi * (math.pi / 6 - K * math.asin(1 / (2 * K)))
     return dict(K=K, lambda_u=lam, plateau_risk=float(sad.risk), plateau_risk_closed_form=eps,
                 deltas=deltas, escape_times=times, slope=slope, predicted_slope=1 / lam,
                 curves=curves)
+
+
+def escape_slope(deltas, times):
+    """Slope s of the escape time T(delta) = s log(1/delta) + C + b delta + O(delta^2).
+
+    Along the unstable manifold xi' = lambda_u xi + a xi^2 + ..., and a start on the
+    unstable eigenvector misses the manifold at O(delta^2): both shift T by O(delta).
+    Fitting that term too (three or more deltas) removes the bias a straight line
+    through delta ~ 1e-2 carries (K = 3 with deltas 1e-2, 1e-4,
+    1e-6: line 5e-4 off 1/lambda_u, with the delta term 2e-7).
+
+    Parameters
+    ----------
+    deltas, times : sequences of float, same length n >= 2
+        Displacements and escape times (time t).
+
+    Returns
+    -------
+    float
+        Least-squares slope (a straight line when n = 2; NaN when n < 2).
+    """
+    d = np.asarray(deltas, dtype=float)
+    if d.size < 2:
+        return float("nan")
+    cols = [np.log(1 / d), np.ones_like(d)] + ([d] if d.size >= 3 else [])
+    return float(np.linalg.lstsq(np.stack(cols, axis=1), np.asarray(times, dtype=float),
+                                 rcond=None)[0][0])
+
+
+def _escape_direction(sad, K):
+    """Unit vector of the unstable eigenspace closest to specialisation (M += I - 1/K).
+
+    For K >= 3 the unstable eigenvalue of the plateau is degenerate (the eigenspace holds
+    the M perturbations with zero row and column sums, dimension (K - 1)^2), so the
+    eigenvector LAPACK returns is an arbitrary, machine-dependent member of it, and the
+    finite-delta corrections of the escape time differ between members.  Projecting the
+    specialisation direction (student i towards teacher i, Saad & Solla) onto the
+    eigenspace gives one well-defined start on every machine; for K = 2 it also fixes the
+    sign.
+    """
+    from symflow.numerics.fixedpoints import state_vector
+
+    lam = sad.eigenvalues[0].real
+    ev = sad.eigenvectors[:, np.abs(sad.eigenvalues - lam) <= 1e-8 * abs(lam)]
+    target = state_vector(np.zeros((K, K)), np.eye(K) - 1.0 / K)
+    coef = np.linalg.lstsq(ev, target.astype(complex), rcond=None)[0]
+    v = (ev @ coef).real
+    norm = np.linalg.norm(v)
+    if norm < 1e-6 * np.linalg.norm(target):  # not in the eigenspace: keep LAPACK's vector
+        return sad.eigenvectors[:, 0].real
+    return v / norm
 
 
 def make_plateau_figure(out="plateaus_out", quick=False, formats=("png", "pdf")):
