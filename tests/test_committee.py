@@ -176,6 +176,12 @@ def test_committee_command_quick(tmp_path, monkeypatch, capsys):
     assert main(["committee", "--quick", "--out", str(out), "--seed", "3", "--json",
                  "--format", "svg,png"]) == 0
     printed = json.loads(capsys.readouterr().out)
+    # the common --json scheme of docs/usage.md
+    assert printed["command"] == "committee" and printed["out"] == str(out)
+    assert printed["wall_time_s"] > 0 and printed["formats"] == ["svg", "png"]
+    assert [f["figure"] for f in printed["figures"]] == ["committee_plateau",
+                                                          "committee_asymptotic"]
+    assert sorted(printed["files"]) == sorted(str(p) for p in out.iterdir())
     # only the requested image formats, plus CSV and JSON
     assert sorted(p.suffix for p in out.iterdir()) == sorted([".csv", ".json", ".png", ".svg"]
                                                              * 2)
@@ -183,7 +189,7 @@ def test_committee_command_quick(tmp_path, monkeypatch, capsys):
         for ext in ("png", "svg", "csv", "json"):
             p = out / f"{name}.{ext}"
             assert p.is_file() and p.stat().st_size > 0, p
-            assert str(p) in printed[name]["files"]
+            assert str(p) in printed["files"]
         meta = json.loads((out / f"{name}.json").read_text())
         assert meta["seed"] == 3 and meta["quick"] is True
         assert set(meta["versions"]) >= {"symflow", "numpy", "scipy", "sympy"}

@@ -355,7 +355,7 @@ def run_checks(dps=30, quick=False, only=None, on_result=None):
     dps : int >= 15
         Working precision of the mpmath references.
     quick : bool
-        Smaller instances and fewer cases (CI; about 25 CPU-s, the full suite about 90).
+        Smaller instances and fewer cases (CI; about 3 CPU-s, the full suite about 20).
     only : iterable of str, optional
         Case-insensitive substrings of check names to run (see :func:`select_checks`).
     on_result : callable, optional

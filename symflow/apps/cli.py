@@ -310,13 +310,16 @@ def _pos_float(s):
 
 def build_parser():
     """The ``symflow`` argument parser (subcommands risk, run, limit, check, derive,
-    figures, sweep); each subparser's defaults hold ``func`` (the handler) and
+    figures, sweep, committee, plateaus); each subparser's defaults hold ``func`` (the handler) and
     ``_flags`` (API argument name -> flag, for error messages)."""
     from symflow import __version__
 
     p = _Parser(prog="symflow", description="Learning dynamics of teacher-student shallow "
-                "networks (Martin, Bach, Biroli 2024): derived kernels, simulators, the "
-                "d = infinity limit, high-precision checks and the paper's figures.  "
+                "networks under Gaussian inputs: derived population risk, gradient-flow and "
+                "online-SGD overlap ODEs for any activation (quadratic networks of Martin, "
+                "Bach, Biroli 2024; erf/ReLU committee machines of Saad & Solla 1995, Goldt "
+                "et al. 2019), simulators, the d = infinity limit, fixed points and "
+                "plateaus, sweeps on Dask, high-precision checks and the papers' figures.  "
                 "Every command takes --json (one JSON object on stdout).")
     p.add_argument("--version", action="version", version=f"symflow {__version__}")
     sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
@@ -457,10 +460,10 @@ def build_parser():
 
 
 # Check suite timings quoted in --help (measured, see docs/usage.md)
-CHECK_TIMES = ("The full suite needs about 90 CPU-s: 1.5 minutes on an idle core, "
-               "measured 142 s wall on a busy 2-core machine (four mpmath rows take most "
-               "of it); --quick about 25 CPU-s.")
-CHECK_TIME_QUICK = "about 25 CPU-s, measured 30 s wall on a busy machine"
+CHECK_TIMES = ("The full suite needs about 20 CPU-s (measured 17 s on a quiet 2-core "
+               "machine; up to 2-3x the wall time on a loaded one): finite-d extrapolation "
+               "and the mpmath rows take most of it; --quick about 3 CPU-s.")
+CHECK_TIME_QUICK = "about 3 CPU-s, measured 2.8 s on a quiet machine"
 
 
 def _flag_names(parser):

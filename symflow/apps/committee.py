@@ -779,9 +779,13 @@ def _handler(args):
     s = make_committee_figures(out=args.out, quick=args.quick, formats=args.format,
                                seed=args.seed)
     if args.json:
-        print(json.dumps({k: dict(files=v["files"], wall_time_s=v["wall_time_s"])
-                          for k, v in s.items()} | {"total_wall_time_s":
-                                                    time.perf_counter() - t0}))
+        from symflow.apps.cli import emit_json
+
+        figs = [dict(figure=k, files=v["files"], wall_time_s=v["wall_time_s"])
+                for k, v in s.items()]
+        emit_json(args, {"figures": figs, "quick": args.quick, "seed": args.seed,
+                         "formats": [f.strip() for f in args.format.split(",") if f.strip()]},
+                  out=args.out, files=[f for g in figs for f in g["files"]])
         return 0
     for name, v in s.items():
         print(f"{name}: {v['wall_time_s']:6.2f} s -> {', '.join(v['files'])}")
@@ -804,11 +808,12 @@ def add_cli(subparsers):
         The ``committee`` parser, with ``func`` set to a handler ``handler(args) -> int``
         (raises ValueError on bad values, e.g. ``--format gif``).
     """
-    from symflow.apps.cli import _seed
+    from symflow.apps.cli import HelpFormatter, _seed
 
     p = subparsers.add_parser(
-        "committee", help="soft committee machines: Saad-Solla plateau, noisy SGD "
-        "asymptotics (PNG, PDF, CSV, JSON)",
+        "committee", formatter_class=HelpFormatter,
+        help="soft committee machines: Saad-Solla plateau, noisy SGD asymptotics (PNG, PDF, "
+        "CSV, JSON)",
         description="The classic erf soft-committee results with the online-SGD ODE: the "
         "symmetric plateau and its escape (K = M = 2, 3; Saad & Solla 1995) and the "
         "generalisation error of over-parameterised students under label noise against "

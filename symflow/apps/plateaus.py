@@ -148,7 +148,8 @@ def make_plateau_figure(out="plateaus_out", quick=False, formats=("png", "pdf"))
     Returns
     -------
     dict
-        Summary (per K: lambda_u, slopes, escape times; paths; wall time).
+        Summary: ``results`` (per K: lambda_u, slopes, escape times), ``reading``,
+        ``quick``, ``wall_time_s``, ``out`` and ``files`` (every file written).
     """
     import matplotlib
 
@@ -211,6 +212,7 @@ def make_plateau_figure(out="plateaus_out", quick=False, formats=("png", "pdf"))
     atomic_write_many(writers)
     plt.close(fig)
     summary["out"] = str(out)
+    summary["files"] = [str(p) for p in writers]
     return summary
 
 
@@ -218,7 +220,10 @@ def _handler(args):
     fmts = tuple(f.strip() for f in args.format.split(",") if f.strip())
     s = make_plateau_figure(out=args.out, quick=args.quick, formats=fmts)
     if args.json:
-        print(json.dumps(s))
+        from symflow.apps.cli import emit_json
+
+        emit_json(args, {k: s[k] for k in ("quick", "reading", "results")},
+                  out=s["out"], files=s["files"])
     else:
         for K, r in s["results"].items():
             print(f"K = {K}: lambda_u = {r['lambda_u']:.6g}, escape-time slope "
@@ -229,8 +234,11 @@ def _handler(args):
 
 def add_cli(subparsers):
     """Register ``symflow plateaus`` (argparse subparsers of the CLI)."""
+    from symflow.apps.cli import HelpFormatter
+
     p = subparsers.add_parser(
-        "plateaus", help="plateau of the erf committee machine and its escape time",
+        "plateaus", formatter_class=HelpFormatter,
+        help="plateau of the erf committee machine and its escape time",
         description="Escape from the symmetric plateau of the erf committee machine (K = M "
         "= 2, 3): risk vs t for several displacements, and escape time vs log(1/delta) "
         "against the predicted slope 1/lambda_u (derived Jacobian).")

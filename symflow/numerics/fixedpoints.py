@@ -121,7 +121,8 @@ class FixedPoint:
     M : ndarray (m, m*)
         (R in committee-machine papers.)
     risk : float
-        Population risk there (for online SGD the generalisation risk of the model).
+        Population risk there (for online SGD the generalisation risk of the model),
+        clipped at 0 (risks formed from overlaps carry round-off ~eps ||P||_F^2).
     eigenvalues : ndarray (n,), complex
         Of the Jacobian (time t; sorted by decreasing real part).
     eigenvectors : ndarray (n, n), complex
@@ -255,7 +256,9 @@ def fixed_points(model, P, starts=None, lr=None, tol=1e-12, max_iter=60, grid=5,
         order = np.argsort(-ev.real, kind="stable")
         ev, vec = ev[order], vec[:, order]
         kind, n_up = _classify(ev, eig_tol)
-        out.append(FixedPoint(Q, M, model.risk(Q, M, P), ev, vec, kind, n_up, res,
+        # risks formed from overlaps carry round-off ~eps ||P||^2: -1e-17 is 0
+        risk = max(0.0, float(model.risk(Q, M, P)))
+        out.append(FixedPoint(Q, M, risk, ev, vec, kind, n_up, res,
                               dict(start=k, newton_iterations=it)))
     return sorted(out, key=lambda f: f.risk)
 
