@@ -164,6 +164,10 @@ ACTS = {
     "ncdf(z)": lambda u: 0.5 * (1 + erf(u / np.sqrt(2))),
     "gelu(z)": lambda u: 0.5 * u * (1 + erf(u / np.sqrt(2))),
     "tanh(z)": np.tanh,
+    # regressions: a transcendental coefficient printed as numpy.pi in a module that
+    # imports only np (NameError); erf(z)**2 lambdified to math.erf (TypeError)
+    "pi*z**2 + exp(1)*z": lambda u: np.pi * u * u + np.e * u,
+    "erf(z)**2": lambda u: erf(u) ** 2,
 }
 
 
@@ -354,6 +358,7 @@ def test_dps_keeps_exact_inputs():
     ("relu(z)**8 * z", "degree"), ("erf(-2*z)", "erf"), ("8**8**8**8", "exponent"),
     ("10**8**8", "exponent"), ("tanh(z) + relu(z)", "smooth"),
     ("z**2**3", "exponent"), ("leaky_relu(z, z)", "slope"),
+    ("erf(z*1e-300)", "scale a in"), ("erf(1e7*z)", "scale a in"),
 ])
 def test_bad_activations(act, msg):
     with pytest.raises(ValueError, match=msg):

@@ -79,6 +79,42 @@ def test_fixed_points_of_the_erf_committee(K):
         assert np.max(np.abs(state_vector(*mod.flow(f.Q, f.M, np.eye(K))))) <= 1e-12
 
 
+def _weight_space_gradient(mod, f, P, h=1e-5):
+    """Central differences of the risk in weight space at the fixed point f."""
+    W, W_star = from_overlaps(f.Q, f.M, P)
+    grad = np.zeros_like(W)
+    for idx in np.ndindex(W.shape):
+        E = np.zeros_like(W)
+        E[idx] = h
+        risk = [mod.risk((W + s * E).T @ (W + s * E), (W + s * E).T @ W_star, P)
+                for s in (1, -1)]
+        grad[idx] = (risk[0] - risk[1]) / (2 * h)
+    return grad
+
+
+@pytest.mark.parametrize("act", ["relu(z)", "sign(z)"])
+def test_fixed_points_of_non_smooth_activations(act):
+    """Regression: relu / sign crashed in LAPACK (NaN Jacobian at aligned units: the
+    second Price derivatives ~ 1 / sqrt(1 - rho^2)), and sign returned one "saddle" per
+    point of a ray of fixed points (23 copies).  Each smooth point is stationary in
+    weight space (finite differences); relu's perfect recovery is reported as
+    "non-smooth" with zero risk."""
+    mod = Model(act, 2, 2)
+    P = np.eye(2)
+    fps = fixed_points(mod, P)
+    assert fps and len({(f.kind, round(f.risk, 9)) for f in fps}) == len(fps)
+    for f in fps:
+        if f.kind == "non-smooth":
+            assert f.n_unstable == -1 and np.all(np.isnan(f.eigenvalues))
+        else:
+            assert np.all(np.isfinite(f.eigenvalues))
+            # truncation h^2 |L'''| (L''' ~ 1e2 near aligned units) and round-off eps / h
+            assert np.max(np.abs(_weight_space_gradient(mod, f, P))) < 1e-7
+    if act == "relu(z)":
+        assert fps[0].kind == "non-smooth" and fps[0].risk < 1e-14
+        assert any(f.kind == "saddle" for f in fps)
+
+
 def test_fixed_points_for_a_teacher_that_is_not_p_identity():
     """Regression: fixed_points(model, P) raised for a Gaussian teacher (P not p I, the
     README's example).  The ansatz points continue to P; each is a stationary point of the
@@ -93,14 +129,7 @@ def test_fixed_points_for_a_teacher_that_is_not_p_identity():
     assert all(0 <= f.risk < 1e-14 for f in fps if f.kind == "minimum")  # round-off clipped
     assert all(f.n_unstable >= 1 and f.risk > 1e-4 for f in fps if f.kind == "saddle")
     for f in fps:
-        W, W_star = from_overlaps(f.Q, f.M, P)
-        h, grad = 1e-5, np.zeros_like(W)
-        for idx in np.ndindex(W.shape):
-            E = np.zeros_like(W)
-            E[idx] = h
-            risk = [mod.risk((W + s * E).T @ (W + s * E), (W + s * E).T @ W_star, P)
-                    for s in (1, -1)]
-            grad[idx] = (risk[0] - risk[1]) / (2 * h)
+        grad = _weight_space_gradient(mod, f, P)
         # Central differences: truncation ~h^2 |L'''| ~ 1e-10, round-off ~ eps / h ~ 1e-11.
         # from_overlaps factors the Gram matrix of (Q, M, P), singular at the minima
         # (student = teacher): a Gram matrix exact to eps fixes the weights only to

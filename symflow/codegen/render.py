@@ -30,7 +30,10 @@ class _Numpy:
         self.printer = NumPyPrinter()
 
     def num(self, c):
-        return f"({self.printer.doprint(sp.nsimplify(c))})"
+        c = sp.nsimplify(c)
+        if not c.is_Rational:  # pi, exp(2), ...: a float literal (this module has only np)
+            return f"({float(c)!r})"
+        return f"({self.printer.doprint(c)})"
 
     def scalar(self, expr):
         return self.printer.doprint(expr)

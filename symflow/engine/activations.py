@@ -197,13 +197,23 @@ def parse_activation(text, name="activation"):
     return expr
 
 
+#: erf(a z) scales accepted: outside, the closed forms' 1 + 2 a^2 x terms lose all digits
+#: of a (a -> 0: erf is linear, write it as a polynomial) or overflow
+ERF_SCALE_RANGE = (1e-6, 1e6)
+
+
 def check_erf_scale(arg, name="activation"):
-    """erf(a z) needs a scale a > 0 (ValueError naming ``name`` otherwise)."""
+    """erf(a z) needs a scale a in :data:`ERF_SCALE_RANGE` (ValueError naming ``name``
+    otherwise)."""
     free = arg.free_symbols
     a = sp.simplify(arg / next(iter(free))) if len(free) == 1 else None
     if a is None or a.free_symbols or not a.is_positive:
         raise ValueError(f"{name}: erf needs an argument a*z with a scale a > 0, got "
                          f"erf({arg})")
+    lo, hi = ERF_SCALE_RANGE
+    if not lo <= float(a) <= hi:
+        raise ValueError(f"{name}: erf(a*z) needs a scale a in [{lo:g}, {hi:g}], got a = "
+                         f"{float(a):.3g}")
 
 
 # ------------------------------------------------------------------ decomposition

@@ -128,9 +128,13 @@ class FixedPoint:
     eigenvectors : ndarray (n, n), complex
         Columns: the eigenvectors in the state coordinates of :func:`state_vector`.
     kind : str
-        "minimum" (all real parts < 0: stable), "maximum" (all > 0) or "saddle".
+        "minimum" (all real parts < 0: stable), "maximum" (all > 0), "saddle",
+        "marginal" (none > 0, some within ``eig_tol`` of 0) or "non-smooth" (the flow
+        is not differentiable there, e.g. relu units aligned with each other or with a
+        teacher unit, as at perfect recovery: its second Price derivatives grow like
+        1 / sqrt(1 - rho^2); eigenvalues and eigenvectors are NaN).
     n_unstable : int
-        Eigenvalues with real part > 0.
+        Eigenvalues with real part > 0 (-1 when "non-smooth").
     residual : float
         max |flow| at the point after Newton's polish.
     meta : dict
@@ -163,6 +167,15 @@ def _classify(ev, tol):
     return kind, n_up
 
 
+def _correlations(Q, M, P):
+    """Q_ij / sqrt(Q_ii Q_jj) and M_in / sqrt(Q_ii P_nn) as one vector."""
+    with np.errstate(all="ignore"):
+        q = np.sqrt(np.maximum(np.diag(Q), 0.0))
+        p = np.sqrt(np.maximum(np.diag(P), 0.0))
+        c = np.concatenate([(Q / np.outer(q, q)).ravel(), (M / np.outer(q, p)).ravel()])
+    return np.nan_to_num(c)
+
+
 def _newton(model, Q, M, P, lr, tol, max_iter):
     m, ms, _ = _sizes(model)
     y = state_vector(Q, M)
@@ -172,6 +185,8 @@ def _newton(model, Q, M, P, lr, tol, max_iter):
         if res <= tol:
             return y, res, it
         J = jacobian(model, *from_state(y, m, ms), P, lr)
+        if not np.all(np.isfinite(J)):  # the flow is not differentiable here
+            break
         try:
             step = np.linalg.lstsq(J, -F, rcond=None)[0]
         except np.linalg.LinAlgError:
@@ -221,7 +236,10 @@ def fixed_points(model, P, starts=None, lr=None, tol=1e-12, max_iter=60, grid=5,
     Returns
     -------
     list of FixedPoint
-        Sorted by risk.  Points where Newton did not reach ``tol`` are dropped.
+        Sorted by risk.  Points where Newton did not reach ``tol`` are dropped, and so
+        are points where the flow itself is not finite (sign units aligned with each
+        other or with a teacher unit).  Of a ray of fixed points (scale-invariant
+        activations: same risk and correlations) one member is kept.
 
     Raises
     ------
@@ -246,18 +264,31 @@ def fixed_points(model, P, starts=None, lr=None, tol=1e-12, max_iter=60, grid=5,
         Q0, M0 = np.asarray(Q0, dtype=float), np.asarray(M0, dtype=float)
         if Q0.shape != (m, m) or M0.shape != (m, ms):
             raise ValueError(f"starts[{k}] must be (Q ({m}, {m}), M ({m}, {ms}))")
-        y, res, it = _newton(model, Q0, M0, P, lr, tol, max_iter)
-        if res > tol:
+        with np.errstate(all="ignore"):
+            y, res, it = _newton(model, Q0, M0, P, lr, tol, max_iter)
+        if not res <= tol:  # (NaN: the flow is singular there, e.g. sign at aligned units)
             continue
         if any(np.max(np.abs(y - state_vector(f.Q, f.M))) < dedup for f in out):
             continue
         Q, M = from_state(y, m, ms)
-        ev, vec = np.linalg.eig(jacobian(model, Q, M, P, lr))
-        order = np.argsort(-ev.real, kind="stable")
-        ev, vec = ev[order], vec[:, order]
-        kind, n_up = _classify(ev, eig_tol)
-        # risks formed from overlaps carry round-off ~eps ||P||^2: -1e-17 is 0
-        risk = max(0.0, float(model.risk(Q, M, P)))
+        # scale-invariant activations (sign, heaviside) have rays of fixed points: one
+        # per ray (same risk and same correlations)
+        risk = max(0.0, float(model.risk(Q, M, P)))  # round-off ~eps ||P||^2: -1e-17 is 0
+        corr = _correlations(Q, M, P)
+        if any(abs(f.risk - risk) <= 1e-9 * max(1.0, risk)
+               and np.max(np.abs(corr - _correlations(f.Q, f.M, P))) < dedup for f in out):
+            continue
+        with np.errstate(all="ignore"):
+            J = jacobian(model, Q, M, P, lr)
+        if np.all(np.isfinite(J)):
+            ev, vec = np.linalg.eig(J)
+            order = np.argsort(-ev.real, kind="stable")
+            ev, vec = ev[order], vec[:, order]
+            kind, n_up = _classify(ev, eig_tol)
+        else:  # second Price derivatives of relu ~ 1/sqrt(1 - rho^2) at aligned units
+            ev = np.full(J.shape[0], np.nan + 0j)
+            vec = np.full(J.shape, np.nan + 0j)
+            kind, n_up = "non-smooth", -1
         out.append(FixedPoint(Q, M, risk, ev, vec, kind, n_up, res,
                               dict(start=k, newton_iterations=it)))
     return sorted(out, key=lambda f: f.risk)

@@ -93,7 +93,7 @@ def _check_numeric(expr_or_callable, name):
 
         from symflow.derivation.model import _s
 
-        f = sp.lambdify(_s, expr_or_callable, "numpy")
+        f = sp.lambdify(_s, expr_or_callable, ["scipy", "numpy"])  # erf: scipy.special
     with np.errstate(all="ignore"):
         v = np.broadcast_to(np.asarray(f(u), dtype=float), u.shape)
     if not np.all(np.isfinite(v)):
