@@ -242,9 +242,20 @@ def test_cache_ignores_foreign_or_corrupt_entries(tmp_path):
 
 
 def test_local_cluster_one_worker_equals_synchronous():
-    """The default executor: a LocalCluster (here one worker process)."""
+    """The default executor: a LocalCluster (here one worker process).  Regression: its
+    workers ran with Dask's MALLOC_TRIM_THRESHOLD_, which made numpy-heavy cells ~4x
+    slower (glibc's dynamic mmap threshold off); they must run without it, and with
+    single-threaded BLAS."""
+    import os
+
+    from symflow.apps.sweep.scheduler import _client
+
     spec = _spec(LIMIT_SPEC, batch_size=4)
-    ds = symflow.sweep(spec, client=1, progress=False)
+    with _client(1) as c:
+        env = list(c.run(lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+                                  os.environ.get("OPENBLAS_NUM_THREADS"))).values())
+        ds = symflow.sweep(spec, client=c, progress=False)
+    assert env == [(None, "1")]
     assert_same_results(ds, symflow.sweep(spec, client="synchronous", progress=False))
 
 
