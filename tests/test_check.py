@@ -105,10 +105,17 @@ def test_broken_moment_engine_fails(monkeypatch):
     assert not res.passed
 
 
-def test_bad_dps():
+def test_bad_dps(capsys):
     with pytest.raises(ValueError, match="dps"):
         run_checks(dps=5)
     assert main(["check", "--dps", "0"]) == 2
+    capsys.readouterr()
+    # regression: --dps 100000 ran the mpmath rows until memory ran out, and a bad --dps
+    # printed the table header before its error
+    for dps in ("10", "101", "100000"):
+        assert main(["check", "--dps", dps]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1 and "--dps" in err
 
 
 @pytest.mark.slow

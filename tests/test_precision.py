@@ -160,5 +160,21 @@ def test_mp_solvers_bad_inputs(fn):
         f(*args, [1.0, 0.5], 20)
     with pytest.raises(ValueError, match="dps"):
         f(*args, [1.0], 10)
+    with pytest.raises(ValueError, match="dps must be an integer <= 100"):  # unbounded cost
+        f(*args, [1.0], 2000)
     with pytest.raises(ValueError, match="integrator"):
         f(*args, [1.0], 20, integrator="euler")
+
+
+def test_dps_ceilings():
+    """limit(dps=) and simulate(dps=) refuse digits whose cost is unbounded (dps 2000 ran
+    for minutes); closed-form Model evaluations allow far more."""
+    from symflow import Model, limit
+
+    with pytest.raises(ValueError, match="<= 100"):
+        limit(0.5, 0.25, [0.0, 1.0], dps=101)
+    mod = Model("erf(z/sqrt(2))", 1, 1)
+    assert abs(float(mod.risk([[1.0]], [[0.5]], [[1.0]], dps=1000))
+               - mod.risk([[1.0]], [[0.5]], [[1.0]])) < 1e-15
+    with pytest.raises(ValueError, match="<= 10000"):
+        mod.risk([[1.0]], [[0.5]], [[1.0]], dps=10001)

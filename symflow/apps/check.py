@@ -352,7 +352,7 @@ def run_checks(dps=30, quick=False, only=None, on_result=None):
 
     Parameters
     ----------
-    dps : int >= 15
+    dps : int in [15, 100] (symflow._validate.MAX_DPS_ODE: the cost grows steeply)
         Working precision of the mpmath references.
     quick : bool
         Smaller instances and fewer cases (CI; about 3 CPU-s, the full suite about 20).
@@ -380,9 +380,9 @@ def run_checks(dps=30, quick=False, only=None, on_result=None):
     import mpmath
 
     from symflow._threads import blas_threads
-    from symflow._validate import positive_int
+    from symflow._validate import check_dps
 
-    dps = positive_int(dps, "dps", minimum=15)
+    dps = check_dps(dps)
     selected = select_checks(only)
     out = []
     for name, fn in selected:

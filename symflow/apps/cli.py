@@ -217,6 +217,7 @@ def _cmd_limit(args):
 
 
 def _cmd_check(args):
+    from symflow._validate import check_dps
     from symflow.apps.check import (
         check_names,
         format_header,
@@ -225,6 +226,7 @@ def _cmd_check(args):
         select_checks,
     )
 
+    check_dps(args.dps)  # before the header: a bad --dps prints nothing but its error
     try:
         selected = select_checks(args.only)
     except ValueError:
@@ -426,7 +428,8 @@ def build_parser():
             description="Independent cross-checks (numpy vs mpmath kernels and solvers, "
             "closed forms vs quadrature, exact Isserlis identity, limit vs finite d); prints "
             f"each row as it finishes: check, max error, tolerance, pass, time.  {CHECK_TIMES}")
-    r.add_argument("--dps", type=_pos_int, default=30, help="mpmath decimal digits (>= 15)")
+    r.add_argument("--dps", type=_pos_int, default=30,
+                   help="mpmath decimal digits (15 to 100; the cost grows steeply with them)")
     r.add_argument("--quick", action="store_true",
                    help="small cases only (" + CHECK_TIME_QUICK + ")")
     r.add_argument("--only", action="append", default=None, metavar="NAME",

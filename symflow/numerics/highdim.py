@@ -327,7 +327,7 @@ def limit(alpha, alpha_star, gamma, rtol=1e-10, method="auto", dps=None):
         ``jac_sparsity`` (Radau, with rtol / sqrt(N) against its RMS error norm) or
         bands (LSODA), except DOP853, whose error estimate mixes all components: it
         solves a batch cell by cell.
-    dps : int >= 15, optional
+    dps : int in [15, 100], optional
         High precision: integrate the same generated right-hand side in mpmath at ``dps``
         digits (:func:`symflow.numerics.precision.limit_mp`: Gragg-Bulirsch-Stoer
         extrapolation, :mod:`symflow.numerics.mpode`), cell by cell for a batch.  The
@@ -398,10 +398,10 @@ def _limit_dps(alpha, alpha_star, gamma, dps):
     """One curve of ``limit(..., dps=)``: :func:`symflow.numerics.precision.limit_mp`
     (Gragg-Bulirsch-Stoer at dps + 5 working digits, local tolerance 10^-dps); meta holds
     the integrator statistics (steps, rejected, nfev, orders, tol, work_dps)."""
-    from symflow._validate import positive_int
+    from symflow._validate import check_dps
     from symflow.numerics.precision import _meta_stats, limit_mp
 
-    dps = positive_int(dps, "dps", minimum=15)
+    dps = check_dps(dps)
     t0 = time.perf_counter()
     r = limit_mp(alpha, alpha_star, gamma, dps)
     stats = r.pop("stats")

@@ -509,7 +509,7 @@ class Model:
         ----------
         Q, M, P : arrays (batch axes allowed), or, with ``dps``, 2-D float arrays, object
             arrays of mpmath numbers or nested lists (exact inputs are kept exact)
-        dps : int >= 15, optional
+        dps : int in [15, 10000], optional
             Evaluate the mpmath kernels generated from the same derivation at ``dps``
             digits (closed-form activations only).
 
@@ -651,9 +651,9 @@ class Model:
     def _mp_args(self, Q, M, P, dps):
         import mpmath
 
-        from symflow._validate import positive_int
+        from symflow._validate import check_dps
 
-        positive_int(dps, "dps", minimum=15)
+        check_dps(dps, ode=False)
         ns = _build(self.spec, "mpmath")[1]
         with mpmath.workdps(dps):
             mats = [_to_mp(A, name) for A, name in ((Q, "Q"), (M, "M"), (P, "P"))]

@@ -88,9 +88,9 @@ def _grid(times, name):
 
 
 def _check_dps(dps):
-    from symflow._validate import positive_int
+    from symflow._validate import check_dps
 
-    return positive_int(dps, "dps", minimum=15)
+    return check_dps(dps)
 
 
 def _check_integrator(integrator):
@@ -116,7 +116,7 @@ def overlaps_mp(W0, W_star, times, dps=30, integrator="gbs"):
     W0 : array or mpmath.matrix, shape (d, m)
     W_star : array or mpmath.matrix, shape (d, m_star)
     times : sequence of float or mpf, non-decreasing, >= 0 (time t, not gamma)
-    dps : int >= 15
+    dps : int in [15, 100] (symflow._validate.MAX_DPS_ODE: the cost grows steeply)
         Decimal digits of the result (the work runs at ``dps + GUARD_DPS``).
     integrator : {"gbs", "odefun"}
         See :func:`symflow.numerics.mpode.integrate` ("odefun": the former, slow path).
@@ -202,7 +202,7 @@ def exact_mp(W0, W_star, times, dps=30, integrator="gbs"):
     W0 : array or mpmath.matrix, shape (d, m), W0^T W0 = I/m
     W_star : array or mpmath.matrix, shape (d, m_star), W*^T W* = I/m*
     times : sequence, non-decreasing, >= 0 (time t)
-    dps : int >= 15
+    dps : int in [15, 100] (symflow._validate.MAX_DPS_ODE: the cost grows steeply)
     integrator : {"gbs", "odefun"}
 
     Returns
@@ -272,7 +272,7 @@ def simulate_mp(W0, W_star, times, method="overlaps", dps=30, seed=None):
     W0, W_star : arrays (d, m), (d, m_star)
     times : 1-D array of times t
     method : {"overlaps", "exact"}
-    dps : int >= 15
+    dps : int in [15, 100] (symflow._validate.MAX_DPS_ODE: the cost grows steeply)
     seed : recorded in meta
 
     Returns
@@ -291,10 +291,9 @@ def simulate_mp(W0, W_star, times, method="overlaps", dps=30, seed=None):
     import mpmath
 
     from symflow import __version__
-    from symflow._validate import positive_int
     from symflow.numerics.simulators import Trajectory
 
-    dps = positive_int(dps, "dps", minimum=15)
+    dps = _check_dps(dps)
     if method not in ("overlaps", "exact"):
         raise ValueError(f'dps is supported for method="overlaps" or "exact", got {method!r}')
     W0a, Wsa = (np.asarray(A.tolist() if isinstance(A, mpmath.matrix) else A, dtype=float)
@@ -340,7 +339,7 @@ def limit_mp(alpha, alpha_star, gamma, dps=30, integrator="gbs"):
     alpha, alpha_star : float in (0, 1]
         Read through their shortest decimal representation (0.3 means 3/10).
     gamma : sequence of gamma = t/d values, non-decreasing, >= 0
-    dps : int >= 15
+    dps : int in [15, 100] (symflow._validate.MAX_DPS_ODE: the cost grows steeply)
     integrator : {"gbs", "odefun"}
 
     Returns
