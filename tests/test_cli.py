@@ -66,6 +66,9 @@ def test_run_general_model_and_sgd(tmp_path, capsys):
     (["run", "--activation", "z**3", "--method", "exact"], "--method overlaps"),
     (["run", "--method", "gd", "--eta", "500", "--d", "20", "--m", "10", "--m-star", "5"],
      "too coarse"),
+    (["run", "--max-time", "-1"], "--max-time must be >= 0"),  # was: silently no budget
+    (["run", "--max-time", "nan"], "--max-time must be >= 0"),
+    (["run", "--activation", "pi*z", "--method", "exact"], "--method overlaps"),
 ])
 def test_run_option_misuse(argv, msg, tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path / "o")]) == 2

@@ -254,6 +254,13 @@ def test_zero_student_and_valid_ranges_at_late_times():
     (dict(t=[0.0, 1e20], method="gd", eta=1e-3), ValueError, "horizon|steps"),
     (dict(t=[0.0, 1e6], method="gd", eta=1e-5), ValueError, "steps"),
     (dict(t=[0.0, 1.0], model="z**2"), TypeError, "model"),
+    # regressions of the adversarial pass: a negative budget gave an invented estimate,
+    # NaN was accepted, a list of events died in AttributeError, events were ignored by
+    # the exact method
+    (dict(t=[0.0, 1.0], max_time=-1.0), ValueError, "max_time"),
+    (dict(t=[0.0, 1.0], max_time=float("nan")), ValueError, "max_time"),
+    (dict(t=[0.0, 1.0], events=["risk"]), TypeError, "events must be a dict"),
+    (dict(t=[0.0, 1.0], events={"risk": 0.1}, method="exact"), ValueError, "events need"),
 ])
 def test_more_bad_input(kw, exc, msg):
     W0, Ws = gaussian(6, 3, seed=0), gaussian(6, 2, seed=1)

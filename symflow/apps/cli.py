@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import signal
 import sys
@@ -132,6 +133,8 @@ def _cmd_run(args):
         raise CLIError("--lr is the learning rate of --sgd; add --sgd or drop --lr")
     if args.eta is not None and args.method != "gd":
         raise CLIError("--eta is the step of --method gd; add --method gd or drop --eta")
+    if not args.max_time >= 0:  # (NaN too)
+        raise CLIError(f"--max-time must be >= 0 seconds (0: no budget), got {args.max_time}")
     general = args.activation or args.teacher_activation or args.noise or args.weight_decay
     for flag, k, kind in (("--m", args.m, args.init), ("--m-star", args.m_star, args.teacher)):
         if kind == "orthonormal" and k > args.d:
@@ -148,7 +151,7 @@ def _cmd_run(args):
                 noise=args.noise, weight_decay=args.weight_decay,
                 lr=(0.1 if args.lr is None else args.lr) if args.sgd else None,
                 rtol=args.rtol, atol=args.atol, solver=args.solver,
-                max_time=args.max_time if args.max_time > 0 else None)
+                max_time=args.max_time if 0 < args.max_time < math.inf else None)
     if args.json:
         payload = dict(s, solve_time_s=s["wall_time_s"])
         del payload["wall_time_s"], payload["out"]

@@ -131,7 +131,7 @@ def resolve_method(method, init, teacher, general):
 def simulate_instance(d, m, m_star, gamma, init="orthonormal", teacher="orthonormal", seed=0,
                       method="auto", rtol=1e-10, eta=1e-2, progress=False, activation=None,
                       teacher_activation=None, noise=0.0, weight_decay=0.0, lr=None, atol=None,
-                      solver="auto", max_time=None):
+                      solver="auto", max_time=600.0):
     """One simulation from the seeded instance of :func:`make_instance` (no files written).
 
     This is the computation of :func:`run_job` and of each cell of a ``simulate`` sweep.
@@ -235,7 +235,7 @@ def plot_run(traj, path):
 def run_job(d=200, m=100, m_star=50, init="orthonormal", teacher="orthonormal", seed=0,
             gamma_max=10.0, points=400, method="auto", out="symflow-run", progress=True,
             rtol=1e-10, eta=1e-2, plot=True, activation=None, teacher_activation=None,
-            noise=0.0, weight_decay=0.0, lr=None, atol=None, solver="auto", max_time=None):
+            noise=0.0, weight_decay=0.0, lr=None, atol=None, solver="auto", max_time=600.0):
     """Run one simulation and write ``out``/trajectory.csv, meta.json and run.png.
 
     Parameters

@@ -292,7 +292,7 @@ def _integrate(rhs, y0, t, solver, rtol, atol, tick, diverged_hint, scale, event
                         f"{100 * st.t / t[-1]:.2g}% of the horizon, {st.nfev} evaluations "
                         f"so far with {method}: the ODE is stiff or large here), over the "
                         f"budget of {max_time:g} s; use a shorter horizon or smaller "
-                        "widths, or raise the budget (max_time / --max-time)")
+                        "widths, or raise the budget (max_time)")
             if switch and st.nfev > _STIFF_NFEV and st.t < t[-1]:
                 h = st.t - t_old
                 # the implicit method costs ~n evaluations per Jacobian: worth it once the
@@ -584,7 +584,7 @@ def _exact_meta(r):
 @single_threaded_blas
 def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, atol=None,
              eta=None, solver="auto", seed=None, progress=False, dps=None, model=None,
-             lr=None, events=None, max_time=None):
+             lr=None, events=None, max_time=600.0):
     """Simulate the gradient flow of the population risk from ``W0``.
 
     Parameters
@@ -638,10 +638,12 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
     lr : float, optional
         Online-SGD limit with step lr/d (``Model.sgd_flow``), ``method="overlaps"``
         only; t is then (samples seen) / d.
-    max_time : float, optional
+    max_time : float or None
         Time budget in seconds (methods "overlaps", "weights"): once 2 s (or a tenth of
         the budget) have passed, a run whose projected duration exceeds it stops with a
-        :class:`TooSlow` error giving the estimate.  Default: no budget.
+        :class:`TooSlow` error giving the estimate.  Default 600 s, so that no call runs
+        for hours unannounced (e.g. online SGD far above the critical learning rate);
+        ``None``: no budget.
     events : dict, optional
         Event detection (methods "overlaps", "weights"): ``{"risk": level,
         "specialisation": threshold, "plateau_rate": rate}`` (any subset); the first
@@ -699,6 +701,15 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
     if (model is not None or lr is not None) and (method == "exact" or dps is not None):
         raise ValueError('method="exact" and dps= are only for the paper\'s gradient flow; '
                          'use method="overlaps" with model= or lr=')
+    if max_time is not None:
+        max_time = finite_float(max_time, "max_time", lo=0, lo_open=True)
+    if events is not None:
+        if not isinstance(events, dict):
+            raise TypeError(f"events must be a dict such as {{'risk': 1e-3}}, got "
+                            f"{type(events).__name__}")
+        if events and method not in ("overlaps", "weights"):
+            raise ValueError(f'events need method="overlaps" or "weights" (located on the '
+                             f'solver\'s dense output), got {method!r}')
     if lr is not None:
         lr = finite_float(lr, "lr", lo=0, lo_open=True)
         if method != "overlaps":
