@@ -398,3 +398,17 @@ def test_model_report_shows_the_derived_forms():
     rep = Model("relu(z)", 2, 1, teacher_activation="erf(z/sqrt(2))", loss_scale=0.5).report()
     assert "\\phi_{QQ}(x, y, z)" in rep and "\\operatorname{asin}" in rep
     assert "\\dot Q = -(S Q + Q S + G_M M^T + M G_M^T)" in rep
+
+
+@pytest.mark.parametrize("dps", [None, 30])
+def test_invalid_overlaps_are_named(dps):
+    """Regression: Q = -I gave NaN with only a RuntimeWarning (float) and a bare
+    ZeroDivisionError (dps); a NaN entry went through."""
+    mod = Model("erf(z/sqrt(2))", 2, 2)
+    eye = np.eye(2)
+    for args, name in (((-eye, 0.5 * eye, eye), "Q"), ((eye, 0.5 * eye, -eye), "P"),
+                       ((eye, np.full((2, 2), np.nan), eye), "M")):
+        with pytest.raises(ValueError, match=f"^{name} (entries )?must"):
+            mod.risk(*args, dps=dps)
+    with pytest.raises(ValueError, match="^Q must"):
+        mod.flow(-eye, 0.5 * eye, eye)

@@ -285,3 +285,19 @@ def test_plateaus_bad_input(capsys):
     assert main(["plateaus", "--format", "gif"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "formats" in err[0]
+
+
+@pytest.mark.parametrize("args, kw, exc, match", [
+    (("erf", np.eye(2)), {}, TypeError, "model must be a symflow.Model"),
+    ((None, -np.eye(2)), {}, ValueError, "P must be positive semi-definite"),
+    ((None, [[1.0, 2.0], [0.0, 1.0]]), {}, ValueError, "P must be symmetric"),
+    ((None, [[1.0, np.nan], [np.nan, 1.0]]), {}, ValueError, "P must"),
+    ((None, np.eye(2)), dict(tol=-1.0), ValueError, "tol must be > 0"),
+    ((None, np.eye(2)), dict(grid=1000), ValueError, "grid must be an integer <= 20"),
+])
+def test_fixed_points_bad_input(args, kw, exc, match):
+    """Regression (adversarial pass): grid=1000 ran for minutes, tol=-1 returned [],
+    a string model died in AttributeError and a non-PSD P in LinAlgError."""
+    mod = Model(ERF, 2, 2)
+    with pytest.raises(exc, match=match):
+        fixed_points(mod if args[0] is None else args[0], args[1], **kw)

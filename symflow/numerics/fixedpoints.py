@@ -167,6 +167,23 @@ def _classify(ev, tol):
     return kind, n_up
 
 
+def _teacher_overlaps(P, ms):
+    """P as a finite symmetric positive semi-definite (ms, ms) float matrix."""
+    from symflow._validate import as_matrix
+
+    P = as_matrix(P, "P")
+    if P.shape != (ms, ms):
+        raise ValueError(f"P must have shape ({ms}, {ms}), got {P.shape}")
+    scale = max(float(np.max(np.abs(P))), 1e-300)
+    if np.max(np.abs(P - P.T)) > 1e-8 * scale:
+        raise ValueError("P must be symmetric (the teacher overlaps W*^T W*)")
+    low = float(np.linalg.eigvalsh(0.5 * (P + P.T))[0])
+    if low < -1e-8 * scale:
+        raise ValueError(f"P must be positive semi-definite (the teacher overlaps W*^T W*), "
+                         f"its smallest eigenvalue is {low:.3g}")
+    return P
+
+
 def _correlations(Q, M, P):
     """Q_ij / sqrt(Q_ii Q_jj) and M_in / sqrt(Q_ii P_nn) as one vector."""
     with np.errstate(all="ignore"):
@@ -226,8 +243,12 @@ def fixed_points(model, P, starts=None, lr=None, tol=1e-12, max_iter=60, grid=5,
         that do not continue (P far from p I) are dropped: pass ``starts`` then.
     lr : float, optional
         Fixed points of the online-SGD drift instead of the gradient flow.
-    tol : float
+    tol : float > 0
         Newton's polish stops at max |flow| <= tol (the derived Jacobian).
+    max_iter : int
+        Newton iterations per start.
+    grid : int in [2, 20]
+        Points per axis of the default starts' grid (6 grid^2 root solves of the ansatz).
     dedup : float
         Fixed points closer than this (max-norm on the state) are merged.
     eig_tol : float
@@ -243,16 +264,28 @@ def fixed_points(model, P, starts=None, lr=None, tol=1e-12, max_iter=60, grid=5,
 
     Raises
     ------
+    TypeError
+        ``model`` not a :class:`symflow.Model`; non-numeric arguments.
     ValueError
-        Shapes of P or of the starts; default starts for a model outside the symmetric
-        ansatz.
+        P not a symmetric positive semi-definite (m*, m*) matrix; shapes of the starts;
+        ``tol``, ``dedup`` not positive; ``grid`` outside [2, 20]; default starts for a
+        model outside the symmetric ansatz.
 
     Source: MATH.md sections 4 and 9; Saad & Solla (1995).
     """
-    P = np.asarray(P, dtype=float)
+    from symflow._validate import finite_float, positive_int
+    from symflow.numerics.model import Model
+
+    if not isinstance(model, Model):
+        raise TypeError(f"model must be a symflow.Model, got {type(model).__name__}")
+    tol = finite_float(tol, "tol", lo=0, lo_open=True)
+    dedup = finite_float(dedup, "dedup", lo=0, lo_open=True)
+    eig_tol = finite_float(eig_tol, "eig_tol", lo=0)
+    max_iter = positive_int(max_iter, "max_iter")
+    # grid^2 * 6 root solves of the ansatz: 150 at the default, 2400 at the ceiling
+    grid = positive_int(grid, "grid", minimum=2, maximum=20)
     m, ms, _ = _sizes(model)
-    if P.shape != (ms, ms):
-        raise ValueError(f"P must have shape ({ms}, {ms}), got {P.shape}")
+    P = _teacher_overlaps(P, ms)
     if starts is None:
         ans = SymmetricAnsatz(model, float(np.trace(P)) / ms)
         with np.errstate(all="ignore"):  # the grid explores invalid overlaps too
