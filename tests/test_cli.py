@@ -162,6 +162,19 @@ def test_run_meta_names_the_solver_that_ran(tmp_path):
     assert meta["nfev"] > 0 and meta["njev"] >= 0 and meta["nlu"] >= 0
 
 
+@pytest.mark.parametrize("argv, msg", [
+    # ran for minutes with no estimate; (a budget of 1e-6 s keeps the test free of timing:
+    # the pilot alone takes longer on any machine)
+    (["--samples", "1000000000", "--max-time", "1e-6"], "would take about"),
+    (["--d", "100000", "--m", "100"], "multiply-adds"),
+    (["--max-time", "-1"], "--max-time must be >= 0"),
+])
+def test_risk_refuses_monte_carlo_over_its_budget(argv, msg, capsys):
+    assert main(["risk", *argv]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and msg in err and len(err.strip().splitlines()) == 1
+
+
 def test_run_refuses_a_run_far_over_its_time_budget(tmp_path, capsys):
     """Regression (issue 14): `symflow run --activation "He(3, z)"` at the default size
     showed an ETA of 55-85 hours; it now stops after a few seconds with an estimate."""

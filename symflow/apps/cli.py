@@ -106,11 +106,27 @@ def _cmd_risk(args):
 
     if not 2 <= args.samples <= MAX_SAMPLES:
         raise CLIError(f"--samples must be in [2, {MAX_SAMPLES:.0e}], got {args.samples}")
+    if not args.max_time >= 0:  # (NaN too)
+        raise CLIError(f"--max-time must be >= 0 seconds (0: no budget), got {args.max_time}")
+    per_sample = args.d * (args.m + args.m_star)  # multiply-adds of one sample
+    if args.max_time > 0 and per_sample * args.samples > 1e12:  # ~1 h at 3e8 per s (measured)
+        raise CLIError(f"this Monte Carlo estimate needs about {per_sample * args.samples:.2g} "
+                       f"multiply-adds (--samples x --d x (--m + --m-star)); use fewer "
+                       "--samples or a smaller instance, or --max-time 0")
     rng = np.random.default_rng(args.seed)
     s1, s2, s3 = (int(v) for v in rng.integers(0, 2**63 - 1, size=3))
     W = gaussian(args.d, args.m, seed=s1)
     W_star = gaussian(args.d, args.m_star, seed=s2)
     exact = risk(W, W_star)
+    pilot = min(args.samples, max(2, int(1e8 // per_sample)))  # ~0.1 s
+    if args.max_time > 0 and pilot < args.samples:
+        t0 = time.perf_counter()
+        monte_carlo_risk(W, W_star, pilot, seed=s3)
+        projected = (time.perf_counter() - t0) * args.samples / pilot
+        if projected > args.max_time:
+            raise CLIError(f"this Monte Carlo estimate would take about {projected:.3g} s "
+                           f"(from {pilot} samples), over the budget of {args.max_time:g} s; "
+                           "use fewer --samples or a smaller instance, or raise --max-time")
     est, se = monte_carlo_risk(W, W_star, args.samples, seed=s3)
     out = {"d": args.d, "m": args.m, "m_star": args.m_star, "seed": args.seed,
            "samples": args.samples, "risk": exact, "monte_carlo": est, "stderr": se,
@@ -342,6 +358,9 @@ def build_parser():
     r.add_argument("--seed", type=_seed, default=0, help="seed of the instance and the samples")
     r.add_argument("--samples", type=int, default=200_000,
                    help=f"Monte Carlo samples, 2 to {MAX_SAMPLES:.0e}")
+    r.add_argument("--max-time", type=_float, default=120.0,
+                   help="time budget in seconds: a Monte Carlo estimate projected (from a "
+                   "small pilot) to take longer is refused with the estimate (0: no budget)")
     r.add_argument("--json", action="store_true", help=json_help)
     r.set_defaults(func=_cmd_risk)
     from symflow.apps.run import INITS
