@@ -412,3 +412,12 @@ def test_invalid_overlaps_are_named(dps):
             mod.risk(*args, dps=dps)
     with pytest.raises(ValueError, match="^Q must"):
         mod.flow(-eye, 0.5 * eye, eye)
+
+
+def test_second_layer_grad_names_a():
+    """Regression: a of the wrong length died in a numpy broadcast message."""
+    mod = Model("erf(z/sqrt(2))", 2, 2)
+    eye = np.eye(2)
+    for a, match in (([1.0, 2.0, 3.0], "a must have shape"), ([np.nan, 1.0], "a must be")):
+        with pytest.raises(ValueError, match=match):
+            mod.second_layer_grad(eye, 0.5 * eye, eye, a=a)

@@ -637,11 +637,21 @@ class Model:
         a : array (..., m), optional
             Default: the model's ``a``.
 
+        Raises
+        ------
+        ValueError
+            Invalid overlaps (see :meth:`risk`); ``a`` not finite or not of length m.
+
         Source: MATH.md section 9 (risk as pair sums weighted by a_i a_j).
         """
         Q, M, P = self._check(Q, M, P)
-        a = self.a if a is None else np.asarray(a, dtype=float)
-        return self._dl_da(Q, M, P, a)
+        if a is not None:
+            a = np.asarray(a, dtype=float)
+            if a.ndim == 0 or not np.all(np.isfinite(a)):
+                raise ValueError(f"a must be a finite array of shape (..., {self.m})")
+            if a.shape[-1] != self.m:
+                raise ValueError(f"a must have shape (..., m) with m = {self.m}, got {a.shape}")
+        return self._dl_da(Q, M, P, self.a if a is None else a)
 
     def _dl_da(self, Q, M, P, a):
         V_QQ, V_QM = self.raw.pair_values(Q, M, P)
