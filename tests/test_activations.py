@@ -421,3 +421,14 @@ def test_second_layer_grad_names_a():
     for a, match in (([1.0, 2.0, 3.0], "a must have shape"), ([np.nan, 1.0], "a must be")):
         with pytest.raises(ValueError, match=match):
             mod.second_layer_grad(eye, 0.5 * eye, eye, a=a)
+
+
+def test_empty_batch_gives_empty_results():
+    """Regression: an empty batch died in numpy's "zero-size array to reduction"."""
+    from symflow import risk_from_overlaps
+
+    Q, M, P = np.zeros((0, 2, 2)), np.zeros((0, 2, 1)), np.zeros((0, 1, 1))
+    assert risk_from_overlaps(Q, M, P).shape == (0,)
+    mod = Model("erf(z/sqrt(2))", 2, 1)
+    assert mod.risk(Q, M, P).shape == (0,)
+    assert [x.shape for x in mod.flow(Q, M, P)] == [(0, 2, 2), (0, 2, 1)]

@@ -39,6 +39,8 @@ def _overlap_args(Q, M, P):
         raise ValueError(f"P must have shape (..., m_star, m_star) with m_star = M.shape[-1] = {ms}"
                          f", got {P.shape}")
     for A, name in ((Q, "Q"), (P, "P")):  # regression: a non-symmetric Q was accepted
+        if A.size == 0:  # an empty batch: empty results
+            continue
         asym = np.max(np.abs(A - np.swapaxes(A, -1, -2)))
         if asym > 1e-8 * max(float(np.max(np.abs(A))), 1e-300):
             raise ValueError(f"{name} must be symmetric (an overlap matrix), got "

@@ -696,8 +696,6 @@ def _check_gram(Q, M, P):
     and, with dps, a ZeroDivisionError.  Positive semi-definiteness of the Gram matrix
     [[Q, M], [M^T, P]] is not required: the solvers' Newton and quadrature steps visit
     points just outside it, where the closed forms continue analytically."""
-    if Q.size == 0 or P.size == 0:
-        raise ValueError(f"Q and P must not be empty, got Q {Q.shape}, P {P.shape}")
     for A, name in ((Q, "Q"), (M, "M"), (P, "P")):
         if not np.all(np.isfinite(A)):
             raise ValueError(f"{name} must be finite")
