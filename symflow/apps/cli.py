@@ -420,8 +420,8 @@ def build_parser():
                    help="no progress bar (it counts in gamma; on a terminal a bar, "
                    "otherwise one line every 10 s for runs longer than a second)")
     r.add_argument("--max-time", type=_float, default=120.0,
-                   help="time budget in seconds: a run projected to take longer stops after "
-                   "a few seconds with an estimate (0: no budget)")
+                   help="time budget in seconds: a run projected to take longer stops with "
+                   "an estimate once a tenth of the budget is spent (0: no budget)")
     r.add_argument("--out", default="symflow-run", help="output directory")
     r.add_argument("--json", action="store_true", help=json_help)
     r.set_defaults(func=_cmd_run)
