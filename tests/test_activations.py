@@ -432,3 +432,22 @@ def test_empty_batch_gives_empty_results():
     mod = Model("erf(z/sqrt(2))", 2, 1)
     assert mod.risk(Q, M, P).shape == (0,)
     assert [x.shape for x in mod.flow(Q, M, P)] == [(0, 2, 2), (0, 2, 1)]
+
+
+@pytest.mark.parametrize("act", ["relu(z)", "abs(z)", "leaky_relu(z, 0.2)",
+                                 "relu(z) + 0.1*z**2"])
+def test_perfect_recovery_is_exact_for_any_teacher_norm(act):
+    """Regression: the correlation z / (sqrt(x) sqrt(y)) rounds to 1 - eps at aligned
+    units, and asin's square-root singularity made relu's risk at Q = M = P = 2 equal
+    3.4e-9 (1e-16 at dps = 30) and its flow 3e-9 for a Gaussian teacher, so perfect
+    recovery was no fixed point.  Now atan2 of the exact zero x y - z^2.  The reference
+    is the definition: L(W*, W*) = 0 and grad L(W*) = 0."""
+    W = gaussian(50, 2, seed=0)
+    P = W.T @ W
+    mod = Model(act, 2, 2)
+    assert abs(mod.risk(P, P, P)) < 1e-15 * np.sum(P * P)
+    assert max(np.max(np.abs(g)) for g in mod.flow(P, P, P)) < 1e-14 * np.sum(P * P)
+    two = [[2.0]]
+    one = Model(act, 1, 1)
+    assert abs(one.risk(two, two, two)) < 1e-15
+    assert abs(one.risk(two, two, two, dps=30)) < mpmath.mpf(10) ** -28

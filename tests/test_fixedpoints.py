@@ -301,3 +301,21 @@ def test_fixed_points_bad_input(args, kw, exc, match):
     mod = Model(ERF, 2, 2)
     with pytest.raises(exc, match=match):
         fixed_points(mod if args[0] is None else args[0], args[1], **kw)
+
+
+def test_fixed_points_are_realisable_and_include_relu_recovery():
+    """Regressions: (a) an erf student of a relu teacher returned 14 points of one risk,
+    13 of them overlaps no weights have (Gram matrix with eigenvalue -0.032); (b) relu
+    with a Gaussian teacher lost perfect recovery (flow 3e-9 there, above tol)."""
+    mod = Model(ERF, 2, 2, teacher_activation="relu(z)")
+    fps = fixed_points(mod, np.eye(2))
+    assert 1 <= len(fps) <= 3
+    for f in fps:
+        G = np.block([[f.Q, f.M], [f.M.T, np.eye(2)]])
+        assert np.linalg.eigvalsh(G)[0] >= -1e-8
+        from_overlaps(f.Q, f.M, np.eye(2))  # weights exist
+    W = gaussian(50, 2, seed=0)
+    P = W.T @ W
+    fps = fixed_points(Model("relu(z)", 2, 2), P)
+    assert fps[0].kind == "non-smooth" and fps[0].risk < 1e-15
+    assert np.allclose(fps[0].Q, P, atol=1e-12) and np.allclose(fps[0].M, P, atol=1e-12)

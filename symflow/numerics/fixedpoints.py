@@ -184,6 +184,15 @@ def _teacher_overlaps(P, ms):
     return P
 
 
+def _realisable(Q, M, P, rel=1e-8):
+    """The Gram matrix [[Q, M], [M^T, P]] is positive semi-definite (to ``rel`` of its
+    largest diagonal entry): some weights W, W* have these overlaps."""
+    G = np.block([[Q, M], [M.T, P]])
+    G = 0.5 * (G + G.T)
+    scale = max(float(np.max(np.abs(np.diag(G)))), 1e-300)
+    return bool(np.linalg.eigvalsh(G)[0] >= -rel * scale)
+
+
 def _correlations(Q, M, P):
     """Q_ij / sqrt(Q_ii Q_jj) and M_in / sqrt(Q_ii P_nn) as one vector."""
     with np.errstate(all="ignore"):
@@ -258,7 +267,9 @@ def fixed_points(model, P, starts=None, lr=None, tol=1e-12, max_iter=60, grid=5,
     -------
     list of FixedPoint
         Sorted by risk.  Points where Newton did not reach ``tol`` are dropped, and so
-        are points where the flow itself is not finite (sign units aligned with each
+        are overlaps that no weights have (the Gram matrix [[Q, M], [M^T, P]] not
+        positive semi-definite: the closed forms continue there, the flow never goes
+        there) and points where the flow itself is not finite (sign units aligned with each
         other or with a teacher unit).  Of a ray of fixed points (scale-invariant
         activations: same risk and correlations) one member is kept.
 
@@ -304,6 +315,8 @@ def fixed_points(model, P, starts=None, lr=None, tol=1e-12, max_iter=60, grid=5,
         if any(np.max(np.abs(y - state_vector(f.Q, f.M))) < dedup for f in out):
             continue
         Q, M = from_state(y, m, ms)
+        if not _realisable(Q, M, P):  # overlaps no weights have: not a point of the flow
+            continue
         # scale-invariant activations (sign, heaviside) have rays of fixed points: one
         # per ray (same risk and same correlations)
         risk = max(0.0, float(model.risk(Q, M, P)))  # round-off ~eps ||P||^2: -1e-17 is 0
