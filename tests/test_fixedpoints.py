@@ -294,6 +294,9 @@ def test_plateaus_bad_input(capsys):
     ((None, [[1.0, np.nan], [np.nan, 1.0]]), {}, ValueError, "P must"),
     ((None, np.eye(2)), dict(tol=-1.0), ValueError, "tol must be > 0"),
     ((None, np.eye(2)), dict(grid=1000), ValueError, "grid must be an integer <= 20"),
+    ((None, 1.0), {}, ValueError, r"P must have shape \(2, 2\)"),
+    ((None, np.eye(2)), dict(starts=[(np.eye(2),)]), ValueError, "starts must be"),
+    ((None, np.eye(2)), dict(starts="ab"), ValueError, "starts must be"),
 ])
 def test_fixed_points_bad_input(args, kw, exc, match):
     """Regression (adversarial pass): grid=1000 ran for minutes, tol=-1 returned [],

@@ -261,6 +261,10 @@ def test_zero_student_and_valid_ranges_at_late_times():
     (dict(t=[0.0, 1.0], max_time=float("nan")), ValueError, "max_time"),
     (dict(t=[0.0, 1.0], events=["risk"]), TypeError, "events must be a dict"),
     (dict(t=[0.0, 1.0], events={"risk": 0.1}, method="exact"), ValueError, "events need"),
+    (dict(t=[0.0, 1.0], events={"risk": 0.1}, dps=20), ValueError, "events"),
+    # gd ignored its budget (1e9 steps ran for hours); the projection is exact for gd
+    (dict(t=[0.0, 1e5], method="gd", eta=1e-4, max_time=1e-3), ValueError,
+     "would take about .* steps of gradient descent"),
 ])
 def test_more_bad_input(kw, exc, msg):
     W0, Ws = gaussian(6, 3, seed=0), gaussian(6, 2, seed=1)

@@ -312,6 +312,17 @@ def _cmd_derive(args):
     return 0
 
 
+def _count(s):
+    """An integer, also written as 1e6 or 1_000_000."""
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
+    if not (math.isfinite(v) and v == int(v)):
+        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}")
+    return int(v)
+
+
 def _float(s):
     try:
         return float(s)
@@ -356,7 +367,7 @@ def build_parser():
     r.add_argument("--m", type=_pos_int, default=10, help="student width")
     r.add_argument("--m-star", type=_pos_int, default=5, help="teacher width")
     r.add_argument("--seed", type=_seed, default=0, help="seed of the instance and the samples")
-    r.add_argument("--samples", type=int, default=200_000,
+    r.add_argument("--samples", type=_count, default=200_000,
                    help=f"Monte Carlo samples, 2 to {MAX_SAMPLES:.0e}")
     r.add_argument("--max-time", type=_float, default=120.0,
                    help="time budget in seconds: a Monte Carlo estimate projected (from a "

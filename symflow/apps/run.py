@@ -148,7 +148,7 @@ def simulate_instance(d, m, m_star, gamma, init="orthonormal", teacher="orthonor
         See :func:`resolve_method`.
     rtol, atol, solver, eta, progress, max_time :
         Passed to :func:`symflow.numerics.simulators.simulate` (eta only for "gd";
-        max_time only for "overlaps" / "weights").
+        max_time only for "overlaps" / "weights" / "gd").
     activation, teacher_activation : str, optional
         Polynomial activations of a general :class:`symflow.Model` (default: the
         paper's z**2 with no model object); ``noise``, ``weight_decay`` likewise.
@@ -180,7 +180,7 @@ def simulate_instance(d, m, m_star, gamma, init="orthonormal", teacher="orthonor
     traj = simulate(W0, Ws, gamma=gamma, method=method, rtol=rtol, atol=atol, solver=solver,
                     eta=eta if method == "gd" else None, seed=seed, progress=progress,
                     model=model, lr=lr,
-                    max_time=max_time if method in ("overlaps", "weights") else None)
+                    max_time=max_time if method in ("overlaps", "weights", "gd") else None)
     traj.meta.update(init=init, teacher=teacher, wall_time_s=time.perf_counter() - t0)
     return traj
 

@@ -171,6 +171,8 @@ def _teacher_overlaps(P, ms):
     """P as a finite symmetric positive semi-definite (ms, ms) float matrix."""
     from symflow._validate import as_matrix
 
+    if np.ndim(P) != 2:
+        raise ValueError(f"P must have shape ({ms}, {ms}), got shape {np.shape(P)}")
     P = as_matrix(P, "P")
     if P.shape != (ms, ms):
         raise ValueError(f"P must have shape ({ms}, {ms}), got {P.shape}")
@@ -304,8 +306,10 @@ def fixed_points(model, P, starts=None, lr=None, tol=1e-12, max_iter=60, grid=5,
         if m == ms:
             starts.append((P.copy(), P.copy()))
     out = []
-    for k, (Q0, M0) in enumerate(starts):
-        Q0, M0 = np.asarray(Q0, dtype=float), np.asarray(M0, dtype=float)
+    for k, start in enumerate(starts):
+        if not (isinstance(start, (tuple, list)) and len(start) == 2):
+            raise ValueError(f"starts must be a list of (Q, M) pairs; starts[{k}] is not one")
+        Q0, M0 = np.asarray(start[0], dtype=float), np.asarray(start[1], dtype=float)
         if Q0.shape != (m, m) or M0.shape != (m, ms):
             raise ValueError(f"starts[{k}] must be (Q ({m}, {m}), M ({m}, {ms}))")
         with np.errstate(all="ignore"):

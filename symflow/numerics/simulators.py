@@ -10,6 +10,7 @@ integrated with the state, ``chi = ||M||_F^2 / (||Q||_F ||P||_F)`` and
 from __future__ import annotations
 
 import json
+import time
 import types
 from dataclasses import dataclass, field
 
@@ -260,7 +261,6 @@ def _integrate(rhs, y0, t, solver, rtol, atol, tick, diverged_hint, scale, event
     names = ["DOP853" if solver == "auto" else solver]
     s0, y, k = 0.0, y0, int(np.searchsorted(t, 0.0, side="right"))
     prev_y = y0.copy()
-    import time
 
     started = time.perf_counter()
     while True:
@@ -513,7 +513,7 @@ def _run_weights(W0, Ws, t, solver, rtol, atol, tick, kern=_gen, hint="", second
     return WtT @ Wt, WtT @ Ws, Y[-1], Wt, stats, atol, a, (ev.times if ev else {})
 
 
-def _run_gd(W0, Ws, t, eta, tick, kern=_gen):
+def _run_gd(W0, Ws, t, eta, tick, kern=_gen, max_time=None):
     if t[-1] / eta > 1e10:
         raise ValueError(f"t / eta = {t[-1] / eta:.3g} steps of gradient descent: too many "
                          "(at most 1e10); use a larger eta or a gradient-flow method")
@@ -527,6 +527,7 @@ def _run_gd(W0, Ws, t, eta, tick, kern=_gen):
     P = Ws.T @ Ws
     Qs, Ms, Wts, phis = [], [], [], []
     phi, k = 0.0, 0
+    started = time.perf_counter()
 
     def diverged():
         return FloatingPointError(f"gradient descent diverged by step {k} (t = {k * eta:g}): "
@@ -545,6 +546,16 @@ def _run_gd(W0, Ws, t, eta, tick, kern=_gen):
                         raise diverged()
                     if k % 256 == 0:
                         tick(k * eta)
+                        if max_time is not None:  # steps cost the same: a fair projection
+                            spent = time.perf_counter() - started
+                            projected = spent * steps[-1] / k
+                            if spent > min(1.0, 0.1 * max_time) and projected > max_time:
+                                raise TooSlow(
+                                    f"this run would take about {projected:.3g} s "
+                                    f"({steps[-1]:.3g} steps of gradient descent), over the "
+                                    f"budget of {max_time:g} s; use a larger eta, a shorter "
+                                    "horizon or a gradient-flow method, or raise the budget "
+                                    "(max_time)")
             Q = W.T @ W
             if not (np.all(np.isfinite(Q)) and np.isfinite(phi)
                     and np.all(np.isfinite(Q * Q))):
@@ -642,11 +653,12 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
         Online-SGD limit with step lr/d (``Model.sgd_flow``), ``method="overlaps"``
         only; t is then (samples seen) / d.
     max_time : float or None
-        Time budget in seconds (methods "overlaps", "weights"): once a tenth of the
-        budget has passed, a run whose projected duration exceeds it stops with a
-        :class:`TooSlow` error giving the estimate.  Default 600 s, so that no call runs
-        for hours unannounced (e.g. online SGD far above the critical learning rate);
-        ``None``: no budget.
+        Time budget in seconds (methods "overlaps", "weights", "gd"; not for "exact",
+        whose cost does not grow with the horizon, nor for ``dps=``): once a tenth of
+        the budget has passed (gd: a second), a run whose projected duration exceeds it
+        stops with a :class:`TooSlow` error giving the estimate.  Default 600 s, so
+        that no call runs for hours unannounced (e.g. online SGD far above the critical
+        learning rate); ``None`` or ``inf``: no budget.
     events : dict, optional
         Event detection (methods "overlaps", "weights"): ``{"risk": level,
         "specialisation": threshold, "plateau_rate": rate}`` (any subset); the first
@@ -704,8 +716,11 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
     if (model is not None or lr is not None) and (method == "exact" or dps is not None):
         raise ValueError('method="exact" and dps= are only for the paper\'s gradient flow; '
                          'use method="overlaps" with model= or lr=')
-    if max_time is not None:
+    if max_time is not None and not (isinstance(max_time, (int, float))
+                                     and max_time == float("inf")):
         max_time = finite_float(max_time, "max_time", lo=0, lo_open=True)
+    else:
+        max_time = None  # (inf: no budget)
     if events is not None:
         if not isinstance(events, dict):
             raise TypeError(f"events must be a dict such as {{'risk': 1e-3}}, got "
@@ -719,6 +734,10 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
             raise ValueError(f'lr (online SGD limit) needs method="overlaps", got {method!r}')
     if dps is not None:
         from symflow.numerics.precision import simulate_mp
+
+        if events:
+            raise ValueError("events are located on the double-precision solvers' dense "
+                             "output; drop events or dps")
 
         return simulate_mp(*raw, times, method=method, dps=dps, seed=seed)
     if method == "exact" and solver == "auto":
@@ -788,7 +807,7 @@ def simulate(W0, W_star, t=None, *, gamma=None, method="overlaps", rtol=1e-10, a
                 meta["atol"] = "state-scaled: min {:.3g}, max {:.3g}".format(
                     float(np.min(atol_used)), float(np.max(atol_used)))
         else:
-            Q, M, phi, Wt, steps = _run_gd(W0, W_star, times, eta, tick, kern)
+            Q, M, phi, Wt, steps = _run_gd(W0, W_star, times, eta, tick, kern, max_time)
             times = steps * eta
             meta.update(steps=int(steps[-1]), nfev=int(steps[-1]), solver="gradient descent")
     finally:
