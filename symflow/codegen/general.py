@@ -128,15 +128,37 @@ def _stable_asin(expr):
     Arguments not of that form are left alone.
     """
     def rewrite(arg):
-        num, den = sp.fraction(sp.together(arg**2))
+        # cheap structural test, no simplification (the relu SGD terms hold hundreds of
+        # asin; powdenest / simplify on them took seconds to minutes)
         free = sorted(arg.free_symbols, key=str)
-        n = sp.simplify(sp.powsimp(sp.powdenest(arg * sp.sqrt(den), force=True), force=True))
-        if not free or not (n.is_polynomial(*free) and den.is_polynomial(*free)) or \
-                sp.expand(n**2 - num) != 0:
+        if not free or _larger_than(arg, 40) or arg.has(sp.Integral):
             return sp.asin(arg)
-        return sp.atan2(n, sp.sqrt(den - num))
+        # (expand also cleans Schur-complement leftovers such as
+        # sqrt(4 pi^2 x y - 4 pi^2 x (y - 1/x)) = 2 pi of mixed activations)
+        n, den = sp.fraction(sp.expand(arg))
+        roots = sp.Mul.make_args(den)
+        if not all((f.is_Pow and f.exp == sp.Rational(1, 2)) or (f.is_number and f > 0)
+                   for f in roots) or not any(f.is_Pow for f in roots):
+            return sp.asin(arg)
+        D = sp.expand(den**2)  # den = sqrt(D) > 0
+        if not (n.is_polynomial(*free) and D.is_polynomial(*free)):
+            return sp.asin(arg)
+        return sp.atan2(n, sp.sqrt(D - n**2))
 
-    return expr.replace(lambda e: isinstance(e, sp.asin), lambda e: rewrite(e.args[0]))
+    mapping = {}
+    for a in expr.atoms(sp.asin):
+        new = rewrite(a.args[0])
+        if new != a:
+            mapping[a] = new
+    return expr.xreplace(mapping) if mapping else expr
+
+
+def _larger_than(expr, n):
+    """More than n nodes in the expression tree (stops counting at n + 1)."""
+    for k, _ in enumerate(sp.preorder_traversal(expr)):
+        if k >= n:
+            return True
+    return False
 
 
 def numeric_activation_source(block, pair):
