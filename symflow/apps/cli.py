@@ -97,6 +97,14 @@ MAX_POINTS = 10**6  # limit --points (regression: 1e8 points took 12.6 GB)
 _seed = _int_at_least(0, "a non-negative integer seed")
 
 
+def _budget(args):
+    """``--max-time`` in seconds, or None for no budget (0 or inf); CLIError if negative
+    or NaN."""
+    if not args.max_time >= 0:  # (NaN too)
+        raise CLIError(f"--max-time must be >= 0 seconds (0: no budget), got {args.max_time}")
+    return args.max_time if 0 < args.max_time < math.inf else None
+
+
 def _cmd_risk(args):
     import numpy as np
 
@@ -106,10 +114,9 @@ def _cmd_risk(args):
 
     if not 2 <= args.samples <= MAX_SAMPLES:
         raise CLIError(f"--samples must be in [2, {MAX_SAMPLES:.0e}], got {args.samples}")
-    if not args.max_time >= 0:  # (NaN too)
-        raise CLIError(f"--max-time must be >= 0 seconds (0: no budget), got {args.max_time}")
+    budget = _budget(args)
     per_sample = args.d * (args.m + args.m_star)  # multiply-adds of one sample
-    if args.max_time > 0 and per_sample * args.samples > 1e12:  # ~1 h at 3e8 per s (measured)
+    if budget is not None and per_sample * args.samples > 1e12:  # ~1 h at 3e8 per s (measured)
         raise CLIError(f"this Monte Carlo estimate needs about {per_sample * args.samples:.2g} "
                        f"multiply-adds (--samples x --d x (--m + --m-star)); use fewer "
                        "--samples or a smaller instance, or --max-time 0")
@@ -119,13 +126,13 @@ def _cmd_risk(args):
     W_star = gaussian(args.d, args.m_star, seed=s2)
     exact = risk(W, W_star)
     pilot = min(args.samples, max(2, int(1e8 // per_sample)))  # ~0.1 s
-    if args.max_time > 0 and pilot < args.samples:
+    if budget is not None and pilot < args.samples:
         t0 = time.perf_counter()
         monte_carlo_risk(W, W_star, pilot, seed=s3)
         projected = (time.perf_counter() - t0) * args.samples / pilot
-        if projected > args.max_time:
+        if projected > budget:
             raise CLIError(f"this Monte Carlo estimate would take about {projected:.3g} s "
-                           f"(from {pilot} samples), over the budget of {args.max_time:g} s; "
+                           f"(from {pilot} samples), over the budget of {budget:g} s; "
                            "use fewer --samples or a smaller instance, or raise --max-time")
     est, se = monte_carlo_risk(W, W_star, args.samples, seed=s3)
     out = {"d": args.d, "m": args.m, "m_star": args.m_star, "seed": args.seed,
@@ -149,8 +156,7 @@ def _cmd_run(args):
         raise CLIError("--lr is the learning rate of --sgd; add --sgd or drop --lr")
     if args.eta is not None and args.method != "gd":
         raise CLIError("--eta is the step of --method gd; add --method gd or drop --eta")
-    if not args.max_time >= 0:  # (NaN too)
-        raise CLIError(f"--max-time must be >= 0 seconds (0: no budget), got {args.max_time}")
+    budget = _budget(args)
     general = args.activation or args.teacher_activation or args.noise or args.weight_decay
     for flag, k, kind in (("--m", args.m, args.init), ("--m-star", args.m_star, args.teacher)):
         if kind == "orthonormal" and k > args.d:
@@ -167,7 +173,7 @@ def _cmd_run(args):
                 noise=args.noise, weight_decay=args.weight_decay,
                 lr=(0.1 if args.lr is None else args.lr) if args.sgd else None,
                 rtol=args.rtol, atol=args.atol, solver=args.solver,
-                max_time=args.max_time if 0 < args.max_time < math.inf else None)
+                max_time=budget)
     if args.json:
         payload = dict(s, solve_time_s=s["wall_time_s"])
         del payload["wall_time_s"], payload["out"]

@@ -101,6 +101,8 @@ def escape_slope(deltas, times):
     -------
     float
         Least-squares slope (a straight line when n = 2; NaN when n < 2).
+
+    Source: the linearisation at the saddle (MATH.md section 9; Saad & Solla 1995).
     """
     d = np.asarray(deltas, dtype=float)
     if d.size < 2:

@@ -176,23 +176,27 @@ def _teacher_overlaps(P, ms):
     P = as_matrix(P, "P")
     if P.shape != (ms, ms):
         raise ValueError(f"P must have shape ({ms}, {ms}), got {P.shape}")
-    scale = max(float(np.max(np.abs(P))), 1e-300)
-    if np.max(np.abs(P - P.T)) > 1e-8 * scale:
+    if np.max(np.abs(P - P.T)) > 1e-8 * max(float(np.max(np.abs(P))), 1e-300):
         raise ValueError("P must be symmetric (the teacher overlaps W*^T W*)")
-    low = float(np.linalg.eigvalsh(0.5 * (P + P.T))[0])
-    if low < -1e-8 * scale:
+    low = _min_eigenvalue(P)
+    if low < 0:
         raise ValueError(f"P must be positive semi-definite (the teacher overlaps W*^T W*), "
                          f"its smallest eigenvalue is {low:.3g}")
     return P
 
 
-def _realisable(Q, M, P, rel=1e-8):
-    """The Gram matrix [[Q, M], [M^T, P]] is positive semi-definite (to ``rel`` of its
-    largest diagonal entry): some weights W, W* have these overlaps."""
-    G = np.block([[Q, M], [M.T, P]])
+def _min_eigenvalue(G, rel=1e-8):
+    """Smallest eigenvalue of the symmetric part of G, or 0 when it is within ``rel`` of
+    the largest |diagonal entry| (round-off of a positive semi-definite matrix)."""
     G = 0.5 * (G + G.T)
-    scale = max(float(np.max(np.abs(np.diag(G)))), 1e-300)
-    return bool(np.linalg.eigvalsh(G)[0] >= -rel * scale)
+    low = float(np.linalg.eigvalsh(G)[0])
+    return 0.0 if low >= -rel * max(float(np.max(np.abs(np.diag(G)))), 1e-300) else low
+
+
+def _realisable(Q, M, P):
+    """The Gram matrix [[Q, M], [M^T, P]] is positive semi-definite (up to round-off):
+    some weights W, W* have these overlaps."""
+    return _min_eigenvalue(np.block([[Q, M], [M.T, P]])) == 0.0
 
 
 def _correlations(Q, M, P):

@@ -500,7 +500,7 @@ class Model:
         if Q.shape[-1] != self.m or P.shape[-1] != self.m_star:
             raise ValueError(f"overlaps must have m = {self.m}, m_star = {self.m_star}; got "
                              f"Q {Q.shape}, P {P.shape}")
-        _check_gram(Q, M, P)
+        _check_variances(Q, P)
         return Q, M, P
 
     def risk(self, Q, M, P, dps=None):
@@ -673,7 +673,7 @@ class Model:
                     self.m, self.m, self.m, self.m_star, self.m_star, self.m_star):
                 raise ValueError(f"with dps, Q, M, P must be 2-D of shapes ({self.m}, {self.m}),"
                                  f" ({self.m}, {self.m_star}), ({self.m_star}, {self.m_star})")
-            _check_gram(*(np.array(A.tolist(), dtype=float) for A in mats))
+            _check_variances(*(np.array(A.tolist(), dtype=float) for A in (Qm, Pm)))
             args = mats
             if self.spec.weighted:
                 args = mats + [[mpmath.mpf(v) for v in self.a],
@@ -690,15 +690,12 @@ class Model:
         return self.kernels.weight_grad(W, W_star)
 
 
-def _check_gram(Q, M, P):
-    """Q, M, P must look like overlaps: finite, Q and P with non-negative diagonals (the
-    variances of the preactivations).  Regression: Q = -I gave NaN with a RuntimeWarning
-    and, with dps, a ZeroDivisionError.  Positive semi-definiteness of the Gram matrix
-    [[Q, M], [M^T, P]] is not required: the solvers' Newton and quadrature steps visit
-    points just outside it, where the closed forms continue analytically."""
-    for A, name in ((Q, "Q"), (M, "M"), (P, "P")):
-        if not np.all(np.isfinite(A)):
-            raise ValueError(f"{name} must be finite")
+def _check_variances(Q, P):
+    """Q and P must have non-negative diagonals (the variances of the preactivations);
+    finiteness is checked where the arrays are read.  Regression: Q = -I gave NaN with a
+    RuntimeWarning and, with dps, a ZeroDivisionError.  Positive semi-definiteness of the
+    Gram matrix [[Q, M], [M^T, P]] is not required: the solvers' Newton and quadrature
+    steps visit points just outside it, where the closed forms continue analytically."""
     for A, name in ((Q, "Q"), (P, "P")):
         if np.any(np.diagonal(A, axis1=-2, axis2=-1) < 0):
             raise ValueError(f"{name} must be an overlap matrix with a non-negative diagonal "
