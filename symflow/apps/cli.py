@@ -503,8 +503,8 @@ def build_parser():
 
 # Check suite timings quoted in --help (measured, see docs/usage.md)
 CHECK_TIMES = ("The full suite needs about 20 CPU-s (measured 17 s on a quiet 2-core "
-               "machine; up to 2-3x the wall time on a loaded one): finite-d extrapolation "
-               "and the mpmath rows take most of it; --quick about 3 CPU-s.")
+               "machine; more wall time on a loaded one): finite-d extrapolation and the "
+               "mpmath rows take most of it; --quick about 3 CPU-s.")
 CHECK_TIME_QUICK = "about 3 CPU-s, measured 2.8 s on a quiet machine"
 
 
